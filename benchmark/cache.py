@@ -1,0 +1,148 @@
+"""Content-addressed cache of stage outputs.
+
+A key is the sha256 of everything that determines an output: the input's sha256,
+the stage, the backend, its parameters, the sha256 of every asset it used, and the
+package version. An entry is a folder holding the output files and ``meta.json``
+(the record plus each file's sha256). It is built in a temporary folder and moved
+into place with one rename, so readers see either nothing or a whole entry. An
+entry whose meta is missing or unreadable, or whose files do not match their
+hashes, is a miss (and is removed), never a crash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmark import __version__
+from benchmark.settings import cache_root
+
+_META = "meta.json"
+
+
+def cache_key(
+    *,
+    stage: str,
+    backend: str,
+    input_sha256: str,
+    params: Mapping[str, Any],
+    asset_sha256: Mapping[str, Any],
+    version: str = __version__,
+) -> str:
+    """Stable key: canonical JSON of all determinants, hashed."""
+    payload = {
+        "stage": stage,
+        "backend": backend,
+        "input": input_sha256,
+        "params": params,
+        "assets": asset_sha256,
+        "version": version,
+    }
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class CacheEntry:
+    key: str
+    record: dict[str, Any]
+    files: dict[str, bytes]
+
+
+@dataclass
+class CacheStats:
+    root: Path
+    entries: int
+    bytes: int
+    by_stage: dict[str, int]
+
+
+class Cache:
+    """Stage outputs on disk; ``enabled=False`` (``--no-cache``) reads and writes nothing."""
+
+    def __init__(self, root: Path | None = None, enabled: bool = True) -> None:
+        self.root = (root or cache_root()) / "intermediates"
+        self.enabled = enabled
+        self.hits = 0
+        self.misses = 0
+
+    def _dir(self, stage: str, key: str) -> Path:
+        return self.root / stage / key[:2] / key
+
+    def get(self, stage: str, key: str) -> CacheEntry | None:
+        if not self.enabled:
+            return None
+        folder = self._dir(stage, key)
+        try:
+            meta = json.loads((folder / _META).read_text())
+            files = {}
+            for name, digest in meta["files"].items():
+                data = (folder / name).read_bytes()
+                if hashlib.sha256(data).hexdigest() != digest:
+                    raise ValueError(f"{name} does not match its hash")
+                files[name] = data
+            record = meta["record"]
+        except FileNotFoundError:
+            self.misses += 1
+            return None
+        except (OSError, ValueError, KeyError, TypeError):
+            self.misses += 1
+            shutil.rmtree(folder, ignore_errors=True)  # corrupt or partial: rebuild it
+            return None
+        self.hits += 1
+        return CacheEntry(key=key, record=record, files=files)
+
+    def put(
+        self, stage: str, key: str, record: Mapping[str, Any], files: Mapping[str, bytes] | None = None
+    ) -> None:
+        if not self.enabled:
+            return
+        files = dict(files or {})
+        final = self._dir(stage, key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
+        try:
+            digests = {}
+            for name, data in files.items():
+                if "/" in name or name == _META:
+                    raise ValueError(f"bad cache file name {name!r}")
+                (tmp / name).write_bytes(data)
+                digests[name] = hashlib.sha256(data).hexdigest()
+            meta = {"record": dict(record), "files": digests, "created": time.time()}
+            (tmp / _META).write_text(json.dumps(meta, sort_keys=True, default=str))
+            if final.exists():
+                shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+        except OSError:
+            # Another process won the race (the same key means the same content),
+            # or the disk refused: a cache write failing must not fail the run.
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def stats(self) -> CacheStats:
+        entries, size, by_stage = 0, 0, {}
+        if self.root.exists():
+            for stage_dir in sorted(p for p in self.root.iterdir() if p.is_dir()):
+                count = 0
+                for meta in stage_dir.glob(f"*/*/{_META}"):
+                    count += 1
+                    size += sum(f.stat().st_size for f in meta.parent.iterdir() if f.is_file())
+                by_stage[stage_dir.name] = count
+                entries += count
+        return CacheStats(root=self.root, entries=entries, bytes=size, by_stage=by_stage)
+
+    def clear(self, stage: str | None = None) -> int:
+        """Remove all entries (or one stage's); returns how many were removed."""
+        target = self.root / stage if stage else self.root
+        removed = 0
+        if target.exists():
+            removed = sum(1 for _ in target.rglob(_META))
+            shutil.rmtree(target)
+        return removed

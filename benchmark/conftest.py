@@ -1,0 +1,69 @@
+"""Session fixtures shared by the tests and the claims.
+
+They read the same asset store and the same cache as the ``dmbench`` command, so a
+test run reuses intermediates that a reproduce run computed, and the reverse.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from benchmark.assets import AssetStore
+from benchmark.cache import Cache
+from benchmark.datasets import Dataset, resolve_dataset
+from benchmark.errors import DmbenchError
+
+# Keep tests quiet and deterministic.
+os.environ.setdefault("DMBENCH_PROGRESS", "0")
+
+
+@pytest.fixture(scope="session")
+def store() -> AssetStore:
+    return AssetStore()
+
+
+@pytest.fixture(scope="session")
+def cache() -> Cache:
+    return Cache()
+
+
+@pytest.fixture(scope="session")
+def lfw(store: AssetStore) -> Dataset:
+    """LFW (the shared lfw-dev subset, a full local copy, or a fetched one)."""
+    try:
+        return resolve_dataset("lfw", store)
+    except DmbenchError as exc:
+        pytest.skip(f"no LFW photos available ({str(exc).splitlines()[0]}); set "
+                    "DMBENCH_ASSET_PATH to a folder holding lfw-dev/, or run "
+                    "`dmbench data fetch lfw --identities 30` with internet")
+
+
+@pytest.fixture(scope="session")
+def lfw20(lfw: Dataset) -> Dataset:
+    """20 identities with ≥ 2 photos, drawn with seed 42."""
+    return lfw.subset(20, seed=42, min_sessions=2)
+
+
+@pytest.fixture(scope="session")
+def default_prep(store: AssetStore, cache: Cache):
+    from benchmark.pipeline.prep import PrepStage
+
+    return PrepStage.from_names(store=store, cache=cache)
+
+
+@pytest.fixture(scope="session")
+def caffe_prep(store: AssetStore, cache: Cache):
+    from benchmark.pipeline.prep import PrepStage
+
+    if not store.available("retinaface-caffe"):
+        pytest.skip("retinaface-caffe weights are not available locally: "
+                    + store["retinaface-caffe"].how_to_obtain().splitlines()[1])
+    return PrepStage.from_names("retinaface-caffe", store=store, cache=cache)
+
+
+@pytest.fixture()
+def sample_photo(lfw: Dataset) -> Path:
+    return lfw.frames[0].path

@@ -1,0 +1,26 @@
+"""Exceptions that carry a message meant for the user, not a traceback."""
+
+
+class DmbenchError(Exception):
+    """Base class: the CLI prints these as one clear message and exits non-zero."""
+
+
+class AssetError(DmbenchError):
+    """An asset is unknown, missing, corrupt or cannot be obtained."""
+
+
+class DatasetLayoutError(DmbenchError):
+    """A dataset folder does not have a layout we can read."""
+
+
+class ImageReadError(DmbenchError):
+    """One input image cannot be used; the message names the file and the reason."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+class DeviceError(DmbenchError):
+    """A requested accelerator is not usable (we never fall back silently)."""

@@ -1,0 +1,149 @@
+"""Reading input photos safely: every failure is an ImageReadError naming the file.
+
+Odd but usable formats (grayscale, RGBA, 16-bit, CMYK) are converted to 8-bit RGB
+and the conversion is reported in a note, so the per-frame table says exactly what
+was done to each input. Unusable files (empty, corrupt, truncated, tiny, huge)
+raise with a reason; nothing is guessed.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from benchmark.errors import ImageReadError
+
+MIN_SIDE = 32
+MAX_SIDE = 8000
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    rgb: np.ndarray  # H x W x 3 uint8
+    note: str  # "" or what was converted, e.g. "converted from CMYK"
+
+
+def _to_rgb8(image: Image.Image) -> tuple[np.ndarray, str]:
+    mode = image.mode
+    if mode == "RGB":
+        return np.asarray(image, dtype=np.uint8).copy(), ""
+    if mode in {"I;16", "I;16B", "I;16L", "I;16N", "I"}:
+        data = np.asarray(image)
+        scale = 257.0 if data.max(initial=0) <= 65535 and mode.startswith("I;16") else None
+        if scale is None:  # 32-bit int: scale by the true range
+            hi = max(int(data.max(initial=0)), 1)
+            scale = hi / 255.0
+        gray = np.clip(np.round(data.astype(np.float64) / scale), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2), f"converted from 16-bit grayscale ({mode})"
+    if mode in {"RGBA", "LA", "PA"} or (mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        arr = np.asarray(rgba, dtype=np.float32)
+        alpha = arr[..., 3:4] / 255.0
+        # Composite on black: never invent a light background around a face.
+        rgb = np.round(arr[..., :3] * alpha).astype(np.uint8)
+        return rgb, f"converted from {mode} (alpha composited on black)"
+    if mode == "RGB;16" or mode.startswith("RGB") and mode != "RGB":
+        return np.asarray(image.convert("RGB"), dtype=np.uint8).copy(), f"converted from {mode}"
+    note = {
+        "L": "converted from grayscale",
+        "1": "converted from 1-bit",
+        "P": "converted from palette",
+        "CMYK": "converted from CMYK",
+        "YCbCr": "converted from YCbCr",
+        "LAB": "converted from LAB",
+        "HSV": "converted from HSV",
+        "F": "converted from float grayscale",
+    }.get(mode, f"converted from {mode}")
+    return np.asarray(image.convert("RGB"), dtype=np.uint8).copy(), note
+
+
+def _read_16bit_png(data: bytes) -> np.ndarray | None:
+    """Pillow decodes 16-bit RGB PNGs to 8 bits inconsistently; OpenCV keeps 16 bits."""
+    import cv2
+
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None or arr.dtype != np.uint16:
+        return None
+    arr8 = np.round(arr.astype(np.float64) / 257.0).astype(np.uint8)
+    if arr8.ndim == 2:
+        return np.repeat(arr8[..., None], 3, axis=2)
+    if arr8.shape[2] == 4:
+        alpha = arr8[..., 3:4].astype(np.float32) / 255.0
+        arr8 = np.round(arr8[..., :3].astype(np.float32) * alpha).astype(np.uint8)
+    return arr8[..., ::-1].copy() if arr8.shape[2] == 3 else arr8
+
+
+def load_image(path: Path | str, data: bytes | None = None) -> LoadedImage:
+    """Decode ``path`` (or its already-read ``data``) to 8-bit RGB, or raise ImageReadError."""
+    path = Path(path)
+    if data is None:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ImageReadError(path, f"unreadable file ({exc.strerror or exc})") from exc
+    if len(data) == 0:
+        raise ImageReadError(path, "empty file (0 bytes)")
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            width, height = probe.size
+            fmt = probe.format
+            mode = probe.mode
+    except UnidentifiedImageError as exc:
+        raise ImageReadError(path, "not a readable image (unknown or corrupt format)") from exc
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types on bad headers
+        raise ImageReadError(path, f"corrupt image header ({exc})") from exc
+    if max(width, height) > MAX_SIDE:
+        raise ImageReadError(
+            path, f"image too large ({width}x{height} px; the limit is {MAX_SIDE} px per side)"
+        )
+    if min(width, height) < MIN_SIDE:
+        raise ImageReadError(
+            path, f"image too small ({width}x{height} px; at least {MIN_SIDE} px per side)"
+        )
+    if fmt == "PNG" and mode in {"I;16", "I;16B", "I;16L", "I", "RGB", "RGBA"}:
+        sixteen = _read_16bit_png(data)
+        if sixteen is not None:
+            return LoadedImage(sixteen, "converted from 16-bit PNG")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()  # raises on truncation (LOAD_TRUNCATED_IMAGES stays False)
+            rgb, note = _to_rgb8(image)
+    except OSError as exc:
+        text = str(exc)
+        reason = "truncated image" if "truncated" in text.lower() else f"corrupt image ({text})"
+        raise ImageReadError(path, reason) from exc
+    except Exception as exc:  # noqa: BLE001
+        raise ImageReadError(path, f"corrupt image ({exc})") from exc
+    if fmt == "JPEG" and not data.rstrip(b"\0").endswith(b"\xff\xd9"):
+        raise ImageReadError(path, "truncated image (JPEG end marker missing)")
+    return LoadedImage(rgb, note)
+
+
+def write_png_atomic(path: Path, rgb: np.ndarray) -> None:
+    """Write an RGB image so that readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".png")
+    os.close(fd)
+    try:
+        Image.fromarray(rgb).save(tmp, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()

@@ -1,0 +1,1 @@
+"""The study's stages (prep, mask, recognize), each with backends found by name."""

@@ -1,0 +1,410 @@
+"""Prep stage: detect, keep frames with exactly one confident face and a near-frontal
+head pose, crop to 224×224, and draw the database/query frames of every session.
+
+Backends (``prep_detectors.py``, ``prep_pose.py``) only turn pixels into boxes and
+angles; the rules (thresholds, crop geometry, selection) live here once, with the
+original's values as defaults. Every frame gets a row in the run's table saying
+whether it was kept and, if not, why.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import platform
+import time
+import traceback
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+
+from benchmark import __version__
+from benchmark.assets import AssetStore
+from benchmark.cache import Cache, cache_key
+from benchmark.datasets import Dataset, Frame
+from benchmark.errors import DmbenchError, ImageReadError
+from benchmark.geometry import crop_resize, detection_to_xywh, prep_crop_box, square_box
+from benchmark.imageio import decode_png, encode_png, load_image, write_png_atomic
+from benchmark.pipeline.registry import Registry
+
+STAGE = "prep"
+
+
+@dataclass(frozen=True)
+class Detection:
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in pixels
+    score: float
+    landmarks: tuple[tuple[float, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class Pose:
+    yaw: float  # + : nose towards the image's left (the PFLD formula's sign)
+    pitch: float  # + : looking down
+    roll: float  # + : clockwise on screen (the image-left eye higher)
+
+
+class FaceDetector(Protocol):
+    name: ClassVar[str]
+    assets: ClassVar[tuple[str, ...]]
+
+    def detect(self, rgb: np.ndarray) -> list[Detection]:
+        """All faces with score ≥ a low floor (≤ 0.1), best first."""
+
+
+class PoseEstimator(Protocol):
+    name: ClassVar[str]
+    assets: ClassVar[tuple[str, ...]]
+
+    def estimate(self, rgb: np.ndarray, box_xywh: tuple[int, int, int, int]) -> Pose | None:
+        """Head pose of the face in the box, or None when no landmarks can be found."""
+
+
+DETECTORS: Registry[FaceDetector] = Registry("prep.detector")
+POSES: Registry[PoseEstimator] = Registry("prep.pose")
+
+
+@dataclass(frozen=True)
+class PrepParams:
+    """The original's thresholds (filter_images_config.ini) as defaults."""
+
+    min_best_score: float = 0.9  # keep if best > this
+    other_face_score: float = 0.1  # ... and exactly one detection ≥ this
+    max_yaw: float = 20.0  # keep if |yaw| < this
+    max_pitch: float = 20.0  # keep if |pitch| < this
+    margin: float = 1.5  # crop margin, in half box sizes, on every side
+    crop_size: int = 224
+    seed: int = 42
+
+
+@dataclass
+class FrameResult:
+    """One row of the run table; ``crop`` is only set for kept frames."""
+
+    frame: Frame
+    status: str  # kept | dropped | error
+    reason: str = ""
+    input_sha256: str = ""
+    note: str = ""
+    n_faces: int = 0
+    best_score: float | None = None
+    box: tuple[float, ...] | None = None
+    yaw: float | None = None
+    pitch: float | None = None
+    roll: float | None = None
+    crop_box: tuple[int, ...] | None = None
+    cached: bool = False
+    crop: np.ndarray | None = field(default=None, repr=False)
+
+    def record(self) -> dict[str, Any]:
+        keys = ("status", "reason", "note", "n_faces", "best_score", "box", "yaw", "pitch",
+                "roll", "crop_box")
+        return {k: getattr(self, k) for k in keys}
+
+
+def asset_digests(store: AssetStore, names: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    return {name: store.sha256_of(name) for name in names}
+
+
+class PrepStage:
+    """Runs one detector + one pose backend over frames, through the cache."""
+
+    def __init__(
+        self,
+        detector: FaceDetector,
+        pose: PoseEstimator,
+        params: PrepParams | None = None,
+        cache: Cache | None = None,
+        store: AssetStore | None = None,
+    ) -> None:
+        self.detector = detector
+        self.pose = pose
+        self.params = params or PrepParams()
+        self.cache = cache or Cache(enabled=False)
+        store = store or AssetStore()
+        self.backend = f"{detector.name}+{pose.name}"
+        self._assets = asset_digests(store, tuple(detector.assets) + tuple(pose.assets))
+
+    @classmethod
+    def from_names(
+        cls,
+        detector: str | None = None,
+        pose: str | None = None,
+        *,
+        store: AssetStore | None = None,
+        device: str = "cpu",
+        params: PrepParams | None = None,
+        cache: Cache | None = None,
+    ) -> PrepStage:
+        from benchmark.pipeline import prep_detectors, prep_pose  # noqa: F401 - registers
+
+        store = store or AssetStore()
+        return cls(
+            DETECTORS.create(detector, store=store, device=device),
+            POSES.create(pose, store=store, device=device),
+            params=params,
+            cache=cache,
+            store=store,
+        )
+
+    def key(self, input_sha256: str) -> str:
+        params = {k: v for k, v in asdict(self.params).items() if k != "seed"}
+        return cache_key(stage=STAGE, backend=self.backend, input_sha256=input_sha256,
+                         params=params, asset_sha256=self._assets)
+
+    # -- one frame --------------------------------------------------------------
+    def run_frame(self, frame: Frame, expected_sha256: str | None = None) -> FrameResult:
+        try:
+            data = Path(frame.path).read_bytes()
+        except OSError as exc:
+            return FrameResult(frame, "error", f"{frame.rel}: unreadable file ({exc.strerror})")
+        digest = hashlib.sha256(data).hexdigest()
+        if expected_sha256 and digest != expected_sha256:
+            return FrameResult(frame, "error", f"{frame.rel}: sha256 does not match the dataset "
+                               "manifest (modified or corrupt copy)", input_sha256=digest)
+        key = self.key(digest)
+        entry = self.cache.get(STAGE, key)
+        if entry is not None:
+            rec = entry.record
+            result = FrameResult(frame, input_sha256=digest, cached=True, **{
+                k: (tuple(v) if isinstance(v, list) else v) for k, v in rec.items()})
+            if result.status == "kept":
+                result.crop = decode_png(entry.files["crop.png"])
+            return result
+        result = self._compute(frame, data)
+        result.input_sha256 = digest
+        files = {"crop.png": encode_png(result.crop)} if result.crop is not None else {}
+        self.cache.put(STAGE, key, result.record(), files)
+        return result
+
+    def _compute(self, frame: Frame, data: bytes) -> FrameResult:
+        params = self.params
+        try:
+            loaded = load_image(frame.path, data)
+        except ImageReadError as exc:
+            return FrameResult(frame, "error", f"{frame.rel}: {exc.reason}")
+        rgb = loaded.rgb
+        height, width = rgb.shape[:2]
+        try:
+            detections = sorted(self.detector.detect(rgb), key=lambda d: -d.score)
+        except Exception as exc:  # noqa: BLE001 - a backend crash is one frame's failure
+            return FrameResult(frame, "error", f"{frame.rel}: detector failed: "
+                               f"{type(exc).__name__}: {exc}", note=loaded.note)
+        confident = [d for d in detections if d.score >= params.other_face_score]
+        result = FrameResult(frame, "dropped", note=loaded.note, n_faces=len(confident))
+        if not detections:
+            result.reason = "no face detected"
+            return result
+        best = detections[0]
+        result.best_score = round(float(best.score), 6)
+        result.box = tuple(round(float(v), 3) for v in best.box)
+        if best.score <= params.min_best_score:
+            result.reason = (f"no confident face (best score {best.score:.3f} ≤ "
+                             f"{params.min_best_score})")
+            return result
+        if len(confident) != 1:
+            result.reason = (f"more than one face ({len(confident)} detections with score ≥ "
+                             f"{params.other_face_score})")
+            return result
+        box_xywh = detection_to_xywh(best.box)
+        try:
+            pose = self.pose.estimate(rgb, box_xywh)
+        except Exception as exc:  # noqa: BLE001
+            result.status = "error"
+            result.reason = f"pose estimation failed: {type(exc).__name__}: {exc}"
+            traceback.print_exc()
+            return result
+        if pose is None:
+            result.reason = "pose: no landmarks found in the face box"
+            return result
+        result.yaw, result.pitch, result.roll = (round(float(a), 3) for a in
+                                                 (pose.yaw, pose.pitch, pose.roll))
+        if abs(pose.yaw) >= params.max_yaw or abs(pose.pitch) >= params.max_pitch:
+            result.reason = (f"head pose outside |yaw| < {params.max_yaw:g}, |pitch| < "
+                             f"{params.max_pitch:g} (yaw {pose.yaw:.1f}, pitch {pose.pitch:.1f})")
+            return result
+        square = square_box(box_xywh, width, height)
+        crop_box = prep_crop_box(square.clipped, width, height, params.margin)
+        result.crop_box = crop_box
+        result.crop = crop_resize(rgb, crop_box, params.crop_size)
+        result.status = "kept"
+        return result
+
+
+# -- selection --------------------------------------------------------------------
+@dataclass(frozen=True)
+class Selection:
+    identity: str
+    session: str
+    database: str  # frame uid
+    query: str  # frame uid (the same frame when a session has a single photo)
+
+
+def select_frames(results: list[FrameResult], seed: int = 42,
+                  single_frame_sessions: bool = False) -> list[Selection]:
+    """Draw the database and query frame of every session with ≥ 2 kept frames.
+
+    One ``default_rng(seed)`` walks the sessions in sorted order and draws 2 kept
+    frames without replacement (as the original's ``rng.choice(..., 2)``): the first
+    goes to the database, the second to the query set. With
+    ``single_frame_sessions`` (LFW, every photo its own session) a session's one kept
+    frame stands for both sides; the recognize protocol then pairs different
+    sessions.
+    """
+    rng = np.random.default_rng(seed)
+    kept: dict[tuple[str, str], list[FrameResult]] = defaultdict(list)
+    for res in results:
+        if res.status == "kept":
+            kept[(res.frame.identity, res.frame.session)].append(res)
+    out = []
+    for (identity, session) in sorted(kept, key=lambda k: (
+            _nat(k[0]), _nat(k[1]))):
+        frames = sorted(kept[(identity, session)], key=lambda r: r.frame.index)
+        if len(frames) >= 2:
+            first, second = rng.choice(len(frames), size=2, replace=False)
+            out.append(Selection(identity, session, frames[first].frame.uid,
+                                 frames[second].frame.uid))
+        elif single_frame_sessions:
+            out.append(Selection(identity, session, frames[0].frame.uid, frames[0].frame.uid))
+    return out
+
+
+def _nat(text: str) -> tuple:
+    from benchmark.datasets import natural_key
+
+    return natural_key(text)
+
+
+# -- a whole run --------------------------------------------------------------------
+TABLE_COLUMNS = ("identity", "session", "frame", "path", "input_sha256", "status", "reason",
+                 "note", "n_faces", "best_score", "box", "yaw", "pitch", "roll", "crop_box",
+                 "role", "crop", "cached")
+
+
+@dataclass
+class PrepRun:
+    out_dir: Path
+    results: list[FrameResult]
+    selections: list[Selection]
+    seconds: float
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = defaultdict(int)
+        for res in self.results:
+            counts[res.status] += 1
+        return dict(counts)
+
+    def drop_reasons(self) -> dict[str, int]:
+        """Reasons in broad classes (numbers stripped) with their counts."""
+        import re
+
+        counts: dict[str, int] = defaultdict(int)
+        for res in self.results:
+            if res.status != "kept":
+                text = res.reason.split(": ", 1)[-1] if res.status == "error" else res.reason
+                counts[re.sub(r"\(.*\)", "(…)", text)] += 1
+        return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def crop_relpath(frame: Frame) -> str:
+    return f"crops/{frame.identity}/{frame.session}/{frame.index:06d}_prep.png"
+
+
+def run_prep(
+    dataset: Dataset,
+    out_dir: Path,
+    stage: PrepStage,
+    progress: bool = True,
+) -> PrepRun:
+    """Prep every frame of ``dataset``; write the table, the selection and the crops."""
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    results = []
+    for frame in tqdm(dataset.frames, desc=f"prep {stage.backend}", unit="img",
+                      disable=not progress):
+        expected = dataset.expected_sha256.get(frame.rel)
+        try:
+            results.append(stage.run_frame(frame, expected))
+        except DmbenchError as exc:
+            results.append(FrameResult(frame, "error", str(exc)))
+    seconds = time.perf_counter() - start
+    selections = select_frames(results, stage.params.seed,
+                               single_frame_sessions=dataset.layout == "lfw")
+    roles: dict[str, str] = {}
+    for sel in selections:
+        roles[sel.database] = "database" if sel.database != sel.query else "both"
+        if sel.query != sel.database:
+            roles[sel.query] = "query"
+    for res in results:
+        if res.frame.uid in roles and res.crop is not None:
+            write_png_atomic(out_dir / crop_relpath(res.frame), res.crop)
+    _write_table(out_dir / "frames.csv", results, roles, dataset.problems)
+    with open(out_dir / "selection.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["identity", "session", "database", "query"])
+        for sel in selections:
+            writer.writerow([sel.identity, sel.session, sel.database, sel.query])
+    run = PrepRun(out_dir, results, selections, seconds)
+    _write_run_json(out_dir / "run.json", dataset, stage, run)
+    return run
+
+
+def _write_table(path: Path, results: list[FrameResult], roles: dict[str, str],
+                 problems: list[tuple[str, str]]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=TABLE_COLUMNS)
+        writer.writeheader()
+        for res in results:
+            row = {k: getattr(res, k, "") for k in TABLE_COLUMNS if hasattr(res, k)}
+            row.update(
+                identity=res.frame.identity, session=res.frame.session, frame=res.frame.index,
+                path=res.frame.rel, role=roles.get(res.frame.uid, ""),
+                crop=crop_relpath(res.frame) if res.frame.uid in roles else "",
+                box=_fmt(res.box), crop_box=_fmt(res.crop_box),
+            )
+            writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+        for where, reason in problems:
+            identity = where.split("/")[0]
+            writer.writerow({"identity": identity, "path": where, "status": "error",
+                             "reason": reason})
+    tmp.replace(path)
+
+
+def _fmt(values: tuple | None) -> str:
+    return "" if values is None else " ".join(f"{v:g}" for v in values)
+
+
+def _write_run_json(path: Path, dataset: Dataset, stage: PrepStage, run: PrepRun) -> None:
+    import cv2
+
+    kept_times = len(run.results) or 1
+    info = {
+        "stage": STAGE,
+        "dmbench_version": __version__,
+        "dataset": {"name": dataset.name, "root": str(dataset.root), "layout": dataset.layout,
+                    "frames": len(dataset.frames), "identities": len(dataset.identities())},
+        "backend": {"detector": stage.detector.name, "pose": stage.pose.name},
+        "params": asdict(stage.params),
+        "assets": stage._assets,
+        "counts": run.counts(),
+        "drop_reasons": run.drop_reasons(),
+        "layout_problems": len(dataset.problems),
+        "selected_sessions": len(run.selections),
+        "seconds": round(run.seconds, 3),
+        "ms_per_image": round(1000 * run.seconds / kept_times, 3),
+        "cache": {"hits": stage.cache.hits, "misses": stage.cache.misses,
+                  "enabled": stage.cache.enabled},
+        "platform": {"python": platform.python_version(), "machine": platform.machine(),
+                     "numpy": np.__version__, "opencv": cv2.__version__},
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(info, indent=2, default=str))
+    tmp.replace(path)

@@ -1,0 +1,88 @@
+"""The cache: keys change with every determinant; corrupt entries are misses, never crashes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from benchmark.cache import Cache, cache_key
+
+BASE = dict(stage="prep", backend="yunet+mediapipe-mesh", input_sha256="a" * 64,
+            params={"max_yaw": 20}, asset_sha256={"yunet": {"x": "b" * 64}})
+
+
+def test_key_depends_on_every_determinant() -> None:
+    base = cache_key(**BASE)
+    variants = [
+        {**BASE, "stage": "mask"},
+        {**BASE, "backend": "retinaface-caffe+mediapipe-mesh"},
+        {**BASE, "input_sha256": "c" * 64},
+        {**BASE, "params": {"max_yaw": 25}},
+        {**BASE, "asset_sha256": {"yunet": {"x": "d" * 64}}},
+    ]
+    keys = {cache_key(**v) for v in variants} | {cache_key(**BASE, version="9.9")}
+    assert base not in keys and len(keys) == len(variants) + 1
+    assert cache_key(**BASE) == base  # stable
+
+
+@given(record=st.dictionaries(st.text(min_size=1, max_size=8), st.integers() | st.text()),
+       blob=st.binary(max_size=256))
+def test_round_trip(tmp_path_factory, record, blob) -> None:
+    cache = Cache(tmp_path_factory.mktemp("c"))
+    cache.put("prep", "k" * 64, record, {"crop.png": blob})
+    entry = cache.get("prep", "k" * 64)
+    assert entry is not None and entry.record == record and entry.files["crop.png"] == blob
+
+
+def _entry_dir(cache: Cache, key: str) -> Path:
+    return cache.root / "prep" / key[:2] / key
+
+
+def test_corrupt_meta_is_a_miss_and_is_rebuilt(tmp_path: Path) -> None:
+    cache, key = Cache(tmp_path), "e" * 64
+    cache.put("prep", key, {"status": "kept"}, {"crop.png": b"png"})
+    (_entry_dir(cache, key) / "meta.json").write_text("{not json")
+    assert cache.get("prep", key) is None
+    assert not _entry_dir(cache, key).exists()
+    cache.put("prep", key, {"status": "kept"}, {"crop.png": b"png"})
+    assert cache.get("prep", key) is not None
+
+
+def test_tampered_file_is_a_miss(tmp_path: Path) -> None:
+    cache, key = Cache(tmp_path), "f" * 64
+    cache.put("prep", key, {"status": "kept"}, {"crop.png": b"png"})
+    (_entry_dir(cache, key) / "crop.png").write_bytes(b"truncated")
+    assert cache.get("prep", key) is None
+
+
+def test_partial_write_is_invisible(tmp_path: Path) -> None:
+    """A crash mid-write leaves only a .tmp- folder, which no reader ever looks at."""
+    cache, key = Cache(tmp_path), "0" * 64
+    partial = _entry_dir(cache, key).parent / ".tmp-crashed"
+    partial.mkdir(parents=True)
+    (partial / "crop.png").write_bytes(b"half")
+    assert cache.get("prep", key) is None
+    meta_without_files = _entry_dir(cache, key)
+    meta_without_files.mkdir(parents=True)
+    (meta_without_files / "meta.json").write_text(json.dumps(
+        {"record": {}, "files": {"crop.png": "0" * 64}}))
+    assert cache.get("prep", key) is None
+
+
+def test_disabled_cache_reads_and_writes_nothing(tmp_path: Path) -> None:
+    cache = Cache(tmp_path, enabled=False)
+    cache.put("prep", "1" * 64, {"a": 1})
+    assert cache.get("prep", "1" * 64) is None
+    assert not cache.root.exists()
+
+
+def test_stats_and_clear(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+    for i in range(3):
+        cache.put("prep", f"{i}" * 64, {"i": i}, {"crop.png": b"x" * 10})
+    stats = cache.stats()
+    assert stats.entries == 3 and stats.by_stage == {"prep": 3} and stats.bytes > 30
+    assert cache.clear() == 3 and cache.stats().entries == 0

@@ -1,0 +1,56 @@
+"""Sessions: ``tests`` (the README's test command), ``reproduce`` (the main job),
+``bench`` (stage timings, compared with the previous saved run), ``lint``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+PYTHON = "3.11"
+# PyTorch only for the PFLD network (the original's pose model). 2.13.0 has a CPU
+# wheel on this project's build machines; elsewhere use the CPU index of PyTorch.
+TORCH = "torch==2.13.0"
+
+
+def _env(session: nox.Session) -> dict[str, str]:
+    env = {"DMBENCH_PROGRESS": os.environ.get("DMBENCH_PROGRESS", "1")}
+    shared = Path(__file__).parent.parent / "shared" / "assets"
+    if "DMBENCH_ASSET_PATH" not in os.environ and shared.is_dir():
+        env["DMBENCH_ASSET_PATH"] = str(shared)
+        session.log(f"DMBENCH_ASSET_PATH not set; using {shared}")
+    return env
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    session.install("-e", ".[test]", TORCH)
+    session.run("pytest", *(session.posargs or ["-q"]), env=_env(session))
+
+
+@nox.session(python=PYTHON)
+def reproduce(session: nox.Session) -> None:
+    session.install("-e", ".")
+    session.run("dmbench", "reproduce", *session.posargs, env=_env(session))
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Saves a benchmark run and compares it with the previous one (ratios matter)."""
+    session.install("-e", ".[test]")
+    storage = Path(".benchmarks")
+    previous = list(storage.rglob("*.json")) if storage.exists() else []
+    args = ["pytest", "-q", "-k", "bench", "--benchmark-enable", "--benchmark-autosave",
+            "--benchmark-columns=min,median,mean,stddev,rounds"]
+    if previous:
+        args += ["--benchmark-compare"]
+    session.run(*args, *session.posargs, env=_env(session))
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", "benchmark", "noxfile.py")
