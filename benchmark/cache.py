@@ -101,7 +101,11 @@ class Cache:
         return CacheEntry(key=key, record=record, files=files)
 
     def put(
-        self, stage: str, key: str, record: Mapping[str, Any], files: Mapping[str, bytes] | None = None
+        self,
+        stage: str,
+        key: str,
+        record: Mapping[str, Any],
+        files: Mapping[str, bytes] | None = None,
     ) -> None:
         if not self.enabled:
             return

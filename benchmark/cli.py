@@ -23,9 +23,13 @@ def cmd_assets(args: argparse.Namespace) -> int:
         for asset in store:
             status = "ok" if store.available(asset.name) else "missing"
             if asset.kind == "dataset":
-                status = "local" if any(d.is_dir() for d in store.candidate_dirs(asset)) else "missing"
-            print(f"{asset.name:28} {asset.kind:16} {asset.access:12} {len(asset.files):>6}  "
-                  f"{status:10} {asset.license[:50]}")
+                status = (
+                    "local" if any(d.is_dir() for d in store.candidate_dirs(asset)) else "missing"
+                )
+            print(
+                f"{asset.name:28} {asset.kind:16} {asset.access:12} {len(asset.files):>6}  "
+                f"{status:10} {asset.license[:50]}"
+            )
         return 0
     if args.action == "verify":
         names = [args.name] if args.name else [a.name for a in store if a.kind != "dataset"]
@@ -33,8 +37,11 @@ def cmd_assets(args: argparse.Namespace) -> int:
         for name in names:
             report = store.verify(name)
             flag = "OK  " if report.ok else "FAIL"
-            extra = (f" (trusted on first use: {', '.join(report.trusted_on_first_use)})"
-                     if report.trusted_on_first_use else "")
+            extra = (
+                f" (trusted on first use: {', '.join(report.trusted_on_first_use)})"
+                if report.trusted_on_first_use
+                else ""
+            )
             print(f"{flag} {name}: {report.where or '; '.join(report.problems)}{extra}")
             bad += not report.ok
         return 1 if bad and args.name else 0
@@ -60,13 +67,21 @@ def cmd_data(args: argparse.Namespace) -> int:
         return 0
     dataset = resolve_dataset(args.name, store)
     sessions = dataset.sessions()
-    print(json.dumps({
-        "name": dataset.name, "root": str(dataset.root), "layout": dataset.layout,
-        "identities": len(sessions), "sessions": sum(len(v) for v in sessions.values()),
-        "frames": len(dataset.frames),
-        "identities_with_2_sessions": sum(len(v) >= 2 for v in sessions.values()),
-        "layout_problems": len(dataset.problems),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "name": dataset.name,
+                "root": str(dataset.root),
+                "layout": dataset.layout,
+                "identities": len(sessions),
+                "sessions": sum(len(v) for v in sessions.values()),
+                "frames": len(dataset.frames),
+                "identities_with_2_sessions": sum(len(v) >= 2 for v in sessions.values()),
+                "layout_problems": len(dataset.problems),
+            },
+            indent=2,
+        )
+    )
     return 0
 
 
@@ -93,18 +108,33 @@ def _prep(args: argparse.Namespace, dataset_spec: str, out: Path):
     store = AssetStore()
     dataset = resolve_dataset(dataset_spec, store)
     if args.identities:
-        dataset = dataset.subset(args.identities, seed=args.seed,
-                                 min_sessions=2 if dataset.layout == "lfw" else 1)
-    params = PrepParams(seed=args.seed)
-    stage = PrepStage.from_names(args.detector, args.pose, store=store, device=args.device,
-                                 params=params, cache=Cache(enabled=not args.no_cache))
+        dataset = dataset.subset(
+            args.identities, seed=args.seed, min_sessions=2 if dataset.layout == "lfw" else 1
+        )
+    params = PrepParams(
+        min_best_score=args.min_best_score,
+        other_face_score=args.other_face_score,
+        max_yaw=args.max_yaw,
+        max_pitch=args.max_pitch,
+        seed=args.seed,
+    )
+    stage = PrepStage.from_names(
+        args.detector,
+        args.pose,
+        store=store,
+        device=args.device,
+        params=params,
+        cache=Cache(enabled=not args.no_cache),
+    )
     run = run_prep(dataset, out, stage, progress=not args.quiet)
     counts = run.counts()
-    print(f"prep {stage.backend} on {dataset.name} ({len(dataset.identities())} identities, "
-          f"{len(dataset.frames)} frames): kept {counts.get('kept', 0)}, dropped "
-          f"{counts.get('dropped', 0)}, errors {counts.get('error', 0)}; "
-          f"{len(run.selections)} sessions selected; {run.seconds:.1f} s "
-          f"(cache hits {stage.cache.hits}) → {out}")
+    print(
+        f"prep {stage.backend} on {dataset.name} ({len(dataset.identities())} identities, "
+        f"{len(dataset.frames)} frames): kept {counts.get('kept', 0)}, dropped "
+        f"{counts.get('dropped', 0)}, errors {counts.get('error', 0)}; "
+        f"{len(run.selections)} sessions selected; {run.seconds:.1f} s "
+        f"(cache hits {stage.cache.hits}) → {out}"
+    )
     for reason, count in list(run.drop_reasons().items())[:8]:
         print(f"  {count:6d}  {reason}")
     return run
@@ -156,8 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="fetch or describe a dataset")
     data.add_argument("action", choices=["fetch", "info"])
     data.add_argument("name", help="lfw, youtube-faces, or a folder")
-    data.add_argument("--identities", type=int, default=None,
-                      help="fetch only this many identities (with ≥ 2 photos), drawn with --seed")
+    data.add_argument(
+        "--identities",
+        type=int,
+        default=None,
+        help="fetch only this many identities (with ≥ 2 photos), drawn with --seed",
+    )
     data.add_argument("--seed", type=int, default=42)
     data.set_defaults(func=cmd_data)
 
@@ -168,14 +202,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add_prep_options(p: argparse.ArgumentParser) -> None:
         from benchmark.pipeline import prep_detectors, prep_pose  # noqa: F401
-        from benchmark.pipeline.prep import DETECTORS, POSES
+        from benchmark.pipeline.prep import DETECTORS, POSES, PrepParams
 
         p.add_argument("--detector", default=DETECTORS.default, choices=DETECTORS.names())
         p.add_argument("--pose", default=POSES.default, choices=POSES.names())
         p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-        p.add_argument("--identities", type=int, default=None,
-                       help="draw this many identities (seeded) instead of all")
+        p.add_argument(
+            "--identities",
+            type=int,
+            default=None,
+            help="draw this many identities (seeded) instead of all",
+        )
         p.add_argument("--seed", type=int, default=42)
+        defaults = PrepParams()
+        p.add_argument(
+            "--min-best-score",
+            type=float,
+            default=defaults.min_best_score,
+            help="keep a frame only if its best face scores above this (0.9)",
+        )
+        p.add_argument(
+            "--other-face-score",
+            type=float,
+            default=defaults.other_face_score,
+            help="... and exactly one face scores at least this (0.1)",
+        )
+        p.add_argument("--max-yaw", type=float, default=defaults.max_yaw)
+        p.add_argument("--max-pitch", type=float, default=defaults.max_pitch)
         p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
 

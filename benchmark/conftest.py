@@ -36,9 +36,11 @@ def lfw(store: AssetStore) -> Dataset:
     try:
         return resolve_dataset("lfw", store)
     except DmbenchError as exc:
-        pytest.skip(f"no LFW photos available ({str(exc).splitlines()[0]}); set "
-                    "DMBENCH_ASSET_PATH to a folder holding lfw-dev/, or run "
-                    "`dmbench data fetch lfw --identities 30` with internet")
+        pytest.skip(
+            f"no LFW photos available ({str(exc).splitlines()[0]}); set "
+            "DMBENCH_ASSET_PATH to a folder holding lfw-dev/, or run "
+            "`dmbench data fetch lfw --identities 30` with internet"
+        )
 
 
 @pytest.fixture(scope="session")
@@ -59,11 +61,17 @@ def caffe_prep(store: AssetStore, cache: Cache):
     from benchmark.pipeline.prep import PrepStage
 
     if not store.available("retinaface-caffe"):
-        pytest.skip("retinaface-caffe weights are not available locally: "
-                    + store["retinaface-caffe"].how_to_obtain().splitlines()[1])
+        pytest.skip(
+            "retinaface-caffe weights are not available locally: "
+            + store["retinaface-caffe"].how_to_obtain().splitlines()[1]
+        )
     return PrepStage.from_names("retinaface-caffe", store=store, cache=cache)
 
 
-@pytest.fixture()
-def sample_photo(lfw: Dataset) -> Path:
-    return lfw.frames[0].path
+@pytest.fixture(scope="session")
+def sample_photo(lfw20: Dataset, default_prep) -> Path:
+    """A real photo that the default prep keeps (one clear, frontal face)."""
+    for frame in lfw20.frames:
+        if default_prep.run_frame(frame).status == "kept":
+            return frame.path
+    pytest.fail("the default prep keeps no photo of lfw20")

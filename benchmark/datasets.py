@@ -65,9 +65,7 @@ class Dataset:
             out[f.identity].add(f.session)
         return {k: sorted(v, key=natural_key) for k, v in out.items()}
 
-    def subset(
-        self, max_identities: int | None, seed: int = 42, min_sessions: int = 1
-    ) -> Dataset:
+    def subset(self, max_identities: int | None, seed: int = 42, min_sessions: int = 1) -> Dataset:
         """Keep identities with ``min_sessions`` sessions; draw ``max_identities`` of them.
 
         The draw uses ``default_rng(seed)`` over the sorted eligible names, so it is
@@ -95,8 +93,10 @@ def _is_image(path: Path) -> bool:
 
 
 def _subdirs(path: Path) -> list[Path]:
-    return sorted((p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                  key=lambda p: natural_key(p.name))
+    return sorted(
+        (p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")),
+        key=lambda p: natural_key(p.name),
+    )
 
 
 def _looks_like_ytf(base: Path) -> bool:
@@ -124,15 +124,23 @@ def _read_ytf(root: Path, base: Path) -> tuple[list[Frame], list[tuple[str, str]
                     continue
                 match = _YTF_NAME.match(path.name)
                 if not _is_image(path) or match is None:
-                    problems.append((f"{identity.name}/{video.name}/{path.name}",
-                                     f"{rel}: not a frame named <video>.<frame>.jpg"))
+                    problems.append(
+                        (
+                            f"{identity.name}/{video.name}/{path.name}",
+                            f"{rel}: not a frame named <video>.<frame>.jpg",
+                        )
+                    )
                     continue
                 frames.append(Frame(identity.name, video.name, int(match["frame"]), path, rel))
         for stray in identity.iterdir():
             if stray.is_file() and not stray.name.startswith("."):
-                problems.append((f"{identity.name}/{stray.name}",
-                                 f"{stray.relative_to(root).as_posix()}: a file where video "
-                                 "folders are expected"))
+                problems.append(
+                    (
+                        f"{identity.name}/{stray.name}",
+                        f"{stray.relative_to(root).as_posix()}: a file where video "
+                        "folders are expected",
+                    )
+                )
     return frames, problems
 
 
@@ -145,8 +153,12 @@ def _read_lfw(root: Path, base: Path) -> tuple[list[Frame], list[tuple[str, str]
             rel = path.relative_to(root).as_posix()
             match = _LFW_NAME.match(path.name)
             if not _is_image(path) or match is None or match["name"] != identity.name:
-                problems.append((f"{identity.name}/{path.name}",
-                                 f"{rel}: not a photo named <Name>_NNNN.jpg in its identity folder"))
+                problems.append(
+                    (
+                        f"{identity.name}/{path.name}",
+                        f"{rel}: not a photo named <Name>_NNNN.jpg in its identity folder",
+                    )
+                )
                 continue
             number = int(match["num"])
             frames.append(Frame(identity.name, f"{number:04d}", 0, path, rel))
@@ -230,8 +242,10 @@ def fetch_dataset(store, name: str, max_identities: int | None = None, seed: int
         eligible = sorted((k for k, v in by_identity.items() if len(v) >= 2), key=natural_key)
         if max_identities < len(eligible):
             rng = np.random.default_rng(seed)
-            eligible = [eligible[i] for i in sorted(rng.choice(len(eligible), max_identities,
-                                                                replace=False))]
+            eligible = [
+                eligible[i]
+                for i in sorted(rng.choice(len(eligible), max_identities, replace=False))
+            ]
         entries = [e for k in eligible for e in by_identity[k]]
     target = store.cache_dir / asset.name
     for entry in tqdm(entries, desc=f"fetch {name}", unit="file"):

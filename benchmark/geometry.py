@@ -4,7 +4,8 @@ Shared by every detector and pose backend so that the only thing a backend chang
 is the model, never the arithmetic. Conventions follow the original pipeline
 (computationalprivacy/unmask, ``filter_images.py`` and ``ypr_helper_functions.py``):
 
-* the detector's best box becomes ``(x, y, w, h) = (int(l), int(t), int(r - l + 1), int(b - t + 1))``;
+* the detector's best box becomes
+  ``(x, y, w, h) = (int(l), int(t), int(r - l + 1), int(b - t + 1))``;
 * the pose step makes it square (side ``int(max(w, h))``, same centre) and clips it to
   the image, giving ``(x1, x2, y1, y2)``;
 * the prep crop enlarges that clipped box by ``margin × half its size`` on every side,
@@ -27,16 +28,30 @@ class SquareBox:
     y1: float
     size: int
     clipped: tuple[float, float, float, float]  # (x1, x2, y1, y2) as the original returns it
+    width: int  # of the image
+    height: int
 
     @property
     def pads(self) -> tuple[int, int, int, int]:
-        """Zero padding (top, bottom, left, right) that makes the clipped part square again."""
-        cx1, cx2, cy1, cy2 = self.clipped
-        left = round(cx1 - self.x1)
-        top = round(cy1 - self.y1)
-        right = round(self.x1 + self.size - cx2)
-        bottom = round(self.y1 + self.size - cy2)
-        return top, bottom, left, right
+        """Zero padding (top, bottom, left, right), truncated with int() as upstream."""
+        return (
+            int(max(0.0, -self.y1)),
+            int(max(0.0, self.y1 + self.size - self.height)),
+            int(max(0.0, -self.x1)),
+            int(max(0.0, self.x1 + self.size - self.width)),
+        )
+
+    @property
+    def needs_padding(self) -> bool:
+        """Where the original crashed (float paddings to copyMakeBorder): it dropped the frame."""
+        return any(self.pads)
+
+    @property
+    def region(self) -> tuple[int, int, int, int]:
+        """(x1, y1, x2, y2) in image pixels that the padded patch covers."""
+        top, bottom, left, right = self.pads
+        cx1, cx2, cy1, cy2 = (int(v) for v in self.clipped)
+        return cx1 - left, cy1 - top, cx2 + right, cy2 + bottom
 
 
 def detection_to_xywh(box_xyxy: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
@@ -55,32 +70,33 @@ def square_box(
     x1, y1 = cx - size / 2, cy - size / 2
     x2, y2 = x1 + size, y1 + size
     clipped = (max(0.0, x1), min(float(width), x2), max(0.0, y1), min(float(height), y2))
-    return SquareBox(x1=x1, y1=y1, size=size, clipped=clipped)
+    return SquareBox(x1=x1, y1=y1, size=size, clipped=clipped, width=width, height=height)
 
 
 def square_patch(image: np.ndarray, square: SquareBox, out_size: int) -> np.ndarray:
     """The square region, zero padded where it leaves the image, resized to ``out_size``.
 
-    The original passes float paddings to ``copyMakeBorder`` (which raises for
-    half-pixel centres, silently skipping such frames); we round them instead.
+    Clipped edges and paddings are truncated with ``int()`` as in the original's
+    ``get_ypr`` (so the region can be one pixel short of square before the resize).
+    The original passed the paddings as floats to ``copyMakeBorder``, which raises,
+    so it silently dropped every frame that needs padding; we pad (see
+    ``SquareBox.needs_padding`` to reproduce the drop).
     """
-    cx1, cx2, cy1, cy2 = square.clipped
-    patch = image[int(cy1): int(cy2), int(cx1): int(cx2)]
+    cx1, cx2, cy1, cy2 = (int(v) for v in square.clipped)
+    if cx2 <= cx1 or cy2 <= cy1:
+        raise ValueError(f"square {square} does not overlap the image")
+    patch = image[cy1:cy2, cx1:cx2]
     top, bottom, left, right = square.pads
-    if patch.size == 0:
-        return np.zeros((out_size, out_size, image.shape[2]), dtype=image.dtype)
     if top or bottom or left or right:
-        patch = cv2.copyMakeBorder(
-            patch, max(top, 0), max(bottom, 0), max(left, 0), max(right, 0),
-            cv2.BORDER_CONSTANT, value=0,
-        )
-    return cv2.resize(patch, (out_size, out_size))
+        pad = ((top, bottom), (left, right)) + ((0, 0),) * (patch.ndim - 2)
+        patch = np.pad(patch, pad)
+    return cv2.resize(patch, (out_size, out_size), interpolation=cv2.INTER_LINEAR)
 
 
 def prep_crop_box(
     clipped: tuple[float, float, float, float], width: int, height: int, margin: float = 1.5
 ) -> tuple[int, int, int, int]:
-    """Enlarge the clipped square by ``margin × half size`` per side; clip. Returns (x1, y1, x2, y2)."""
+    """Enlarge the clipped square by ``margin × half size`` per side; clip. (x1, y1, x2, y2)."""
     x1, x2, y1, y2 = clipped
     x_margin = margin * (x2 - x1) / 2
     y_margin = margin * (y2 - y1) / 2
@@ -92,7 +108,9 @@ def prep_crop_box(
     )
 
 
-def crop_resize(image: np.ndarray, box_xyxy: tuple[int, int, int, int], size: int = 224) -> np.ndarray:
+def crop_resize(
+    image: np.ndarray, box_xyxy: tuple[int, int, int, int], size: int = 224
+) -> np.ndarray:
     """Cut the box out and resize it to ``size × size`` (bilinear, as cv2.resize's default)."""
     x1, y1, x2, y2 = box_xyxy
     patch = image[y1:y2, x1:x2]

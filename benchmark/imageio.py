@@ -48,7 +48,7 @@ def _to_rgb8(image: Image.Image) -> tuple[np.ndarray, str]:
         # Composite on black: never invent a light background around a face.
         rgb = np.round(arr[..., :3] * alpha).astype(np.uint8)
         return rgb, f"converted from {mode} (alpha composited on black)"
-    if mode == "RGB;16" or mode.startswith("RGB") and mode != "RGB":
+    if mode == "RGB;16" or (mode.startswith("RGB") and mode != "RGB"):
         return np.asarray(image.convert("RGB"), dtype=np.uint8).copy(), f"converted from {mode}"
     note = {
         "L": "converted from grayscale",
@@ -96,7 +96,7 @@ def load_image(path: Path | str, data: bytes | None = None) -> LoadedImage:
             mode = probe.mode
     except UnidentifiedImageError as exc:
         raise ImageReadError(path, "not a readable image (unknown or corrupt format)") from exc
-    except Exception as exc:  # noqa: BLE001 - PIL raises many types on bad headers
+    except Exception as exc:
         raise ImageReadError(path, f"corrupt image header ({exc})") from exc
     if max(width, height) > MAX_SIDE:
         raise ImageReadError(
@@ -118,7 +118,7 @@ def load_image(path: Path | str, data: bytes | None = None) -> LoadedImage:
         text = str(exc)
         reason = "truncated image" if "truncated" in text.lower() else f"corrupt image ({text})"
         raise ImageReadError(path, reason) from exc
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise ImageReadError(path, f"corrupt image ({exc})") from exc
     if fmt == "JPEG" and not data.rstrip(b"\0").endswith(b"\xff\xd9"):
         raise ImageReadError(path, "truncated image (JPEG end marker missing)")

@@ -40,8 +40,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import cv2
 import numpy as np
+
+from benchmark.geometry import SquareBox, detection_to_xywh, square_box, square_patch
 
 if TYPE_CHECKING:
     import torch
@@ -61,9 +62,7 @@ _JAW_A, _JAW_B, _NOSE, _EYE_A, _EYE_B = 1, 31, 51, 60, 72
 # --------------------------------------------------------------------------- pose
 
 
-def pose_from_wflw98(
-    landmarks: np.ndarray, *, strict: bool = False
-) -> tuple[int, int, float]:
+def pose_from_wflw98(landmarks: np.ndarray, *, strict: bool = False) -> tuple[int, int, float]:
     """Return (yaw, pitch, roll) from 98 WFLW landmarks in 112-pixel crop units.
 
     Yaw and pitch are truncated toward zero with ``int()`` as upstream does, because the
@@ -139,79 +138,52 @@ def _raise_where_upstream_divides_by_zero(pts: np.ndarray) -> None:
 def upstream_box_from_detection(
     left: float, top: float, right: float, bottom: float
 ) -> tuple[int, int, int, int]:
-    """Convert a detector box in pixels to the (x1, y1, x2, y2) that upstream feeds the crop.
-
-    ``filter_images.py`` builds ``[int(left), int(top), int(right - left + 1),
-    int(bottom - top + 1)]`` (x, y, w, h) and ``get_ypr`` uses x2 = x + w, y2 = y + h.
-    """
-    x, y = int(left), int(top)
-    return x, y, x + int(right - left + 1), y + int(bottom - top + 1)
+    """The (x1, y1, x2, y2) that upstream feeds the crop: ``x2 = x + w`` of its +1 box."""
+    x, y, w, h = detection_to_xywh((left, top, right, bottom))
+    return x, y, x + w, y + h
 
 
-def _square_box(box_xyxy: tuple[float, float, float, float]) -> tuple[float, float, int]:
-    """Upstream's square box: side int(max(w, h)), centred on the box; returns (x1, y1, side)."""
+def _square(image_hw: tuple[int, int], box_xyxy: tuple[float, float, float, float]) -> SquareBox:
     x1, y1, x2, y2 = (float(v) for v in box_xyxy)
     if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
         raise ValueError(f"box has non-finite coordinates: {box_xyxy}")
-    w, h = x2 - x1, y2 - y1
-    side = int(max(w, h))
-    if w <= 0 or h <= 0 or side <= 0:
+    if x2 - x1 <= 0 or y2 - y1 <= 0 or int(max(x2 - x1, y2 - y1)) <= 0:
         raise ValueError(f"box must have positive width and height, got {box_xyxy}")
-    return x1 + w / 2 - side / 2, y1 + h / 2 - side / 2, side
+    height, width = int(image_hw[0]), int(image_hw[1])
+    return square_box((x1, y1, x2 - x1, y2 - y1), width, height)  # type: ignore[arg-type]
 
 
 def upstream_crop_needs_padding(
     image_hw: tuple[int, int], box_xyxy: tuple[float, float, float, float]
 ) -> bool:
-    """True when upstream ``get_ypr`` would call ``cv2.copyMakeBorder`` for this box.
-
-    Upstream passes the padding amounts as Python floats; every Python 3 OpenCV binding
-    rejects floats for int arguments, so upstream raised here and the study's filter
-    dropped the frame.  Use this to reproduce that drop; ``square_crop_112`` itself pads.
-    """
-    height, width = int(image_hw[0]), int(image_hw[1])
-    sx1, sy1, side = _square_box(box_xyxy)
-    return sx1 < 0 or sy1 < 0 or sx1 + side > width or sy1 + side > height
+    """True when upstream ``get_ypr`` would call ``cv2.copyMakeBorder`` (and crash) for this box."""
+    square = _square(image_hw, box_xyxy)
+    sx1, sy1, side = square.x1, square.y1, square.size
+    return sx1 < 0 or sy1 < 0 or sx1 + side > square.width or sy1 + side > square.height
 
 
 def square_crop_112(
     image_rgb: np.ndarray, box_xyxy: tuple[float, float, float, float]
 ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """Cut the PFLD input for a face box the way upstream ``get_ypr`` does.
+    """The PFLD input for a face box, as upstream ``get_ypr`` cuts it.
 
-    The square box (side ``int(max(w, h))``, centred on the box) is clipped to the image
-    and each clipped edge truncated with ``int()``; the part outside the image becomes
-    ``int()``-truncated zero padding.  Because each side is truncated separately the region
-    can be one pixel short of square; it is then resized to 112x112 (bilinear, on the 8-bit
-    image, as upstream) and scaled to [0, 1] like ``ToTensor``.
-
-    ``image_rgb`` must be HxWx3 uint8 (resizing 8-bit data is part of the original numerics).
-    Returns the float32 crop and the integer region (x1, y1, x2, y2) in image coordinates
-    that the crop covers, which may extend past the image where it was zero padded.
+    ``image_rgb`` must be HxWx3 uint8 (resizing 8-bit data is part of the original
+    numerics). Returns the float32 crop in [0, 1] and the integer region (x1, y1, x2, y2)
+    it covers, which may extend past the image where it was zero padded.
     """
     image = np.asarray(image_rgb)
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an HxWx3 image, got shape {image.shape}")
     if image.dtype != np.uint8:
         raise ValueError(f"expected a uint8 image, got {image.dtype}")
-    height, width = image.shape[:2]
-
-    sx1, sy1, side = _square_box(box_xyxy)
-    sx2, sy2 = sx1 + side, sy1 + side
-    pad_left, pad_top = int(max(0.0, -sx1)), int(max(0.0, -sy1))
-    pad_right, pad_bottom = int(max(0.0, sx2 - width)), int(max(0.0, sy2 - height))
-    cx1, cy1 = int(max(0.0, sx1)), int(max(0.0, sy1))
-    cx2, cy2 = int(min(width, sx2)), int(min(height, sy2))
+    square = _square(image.shape[:2], box_xyxy)
+    cx1, cx2, cy1, cy2 = (int(v) for v in square.clipped)
     if cx2 <= cx1 or cy2 <= cy1:
-        raise ValueError(f"box {box_xyxy} does not overlap the {width}x{height} image")
-
-    patch = image[cy1:cy2, cx1:cx2]
-    if pad_left or pad_top or pad_right or pad_bottom:
-        patch = np.pad(patch, ((pad_top, pad_bottom), (pad_left, pad_right), (0, 0)))
-    resized = cv2.resize(patch, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_LINEAR)
-    crop = resized.astype(np.float32) / np.float32(255.0)
-    region = (cx1 - pad_left, cy1 - pad_top, cx2 + pad_right, cy2 + pad_bottom)
-    return crop, region
+        raise ValueError(
+            f"box {box_xyxy} does not overlap the {image.shape[1]}x{image.shape[0]} image"
+        )
+    crop = square_patch(image, square, INPUT_SIZE).astype(np.float32) / np.float32(255.0)
+    return crop, square.region
 
 
 # --------------------------------------------------------------------------- network

@@ -101,8 +101,18 @@ class FrameResult:
     crop: np.ndarray | None = field(default=None, repr=False)
 
     def record(self) -> dict[str, Any]:
-        keys = ("status", "reason", "note", "n_faces", "best_score", "box", "yaw", "pitch",
-                "roll", "crop_box")
+        keys = (
+            "status",
+            "reason",
+            "note",
+            "n_faces",
+            "best_score",
+            "box",
+            "yaw",
+            "pitch",
+            "roll",
+            "crop_box",
+        )
         return {k: getattr(self, k) for k in keys}
 
 
@@ -153,8 +163,13 @@ class PrepStage:
 
     def key(self, input_sha256: str) -> str:
         params = {k: v for k, v in asdict(self.params).items() if k != "seed"}
-        return cache_key(stage=STAGE, backend=self.backend, input_sha256=input_sha256,
-                         params=params, asset_sha256=self._assets)
+        return cache_key(
+            stage=STAGE,
+            backend=self.backend,
+            input_sha256=input_sha256,
+            params=params,
+            asset_sha256=self._assets,
+        )
 
     # -- one frame --------------------------------------------------------------
     def run_frame(self, frame: Frame, expected_sha256: str | None = None) -> FrameResult:
@@ -164,14 +179,23 @@ class PrepStage:
             return FrameResult(frame, "error", f"{frame.rel}: unreadable file ({exc.strerror})")
         digest = hashlib.sha256(data).hexdigest()
         if expected_sha256 and digest != expected_sha256:
-            return FrameResult(frame, "error", f"{frame.rel}: sha256 does not match the dataset "
-                               "manifest (modified or corrupt copy)", input_sha256=digest)
+            return FrameResult(
+                frame,
+                "error",
+                f"{frame.rel}: sha256 does not match the dataset "
+                "manifest (modified or corrupt copy)",
+                input_sha256=digest,
+            )
         key = self.key(digest)
         entry = self.cache.get(STAGE, key)
         if entry is not None:
             rec = entry.record
-            result = FrameResult(frame, input_sha256=digest, cached=True, **{
-                k: (tuple(v) if isinstance(v, list) else v) for k, v in rec.items()})
+            result = FrameResult(
+                frame,
+                input_sha256=digest,
+                cached=True,
+                **{k: (tuple(v) if isinstance(v, list) else v) for k, v in rec.items()},
+            )
             if result.status == "kept":
                 result.crop = decode_png(entry.files["crop.png"])
             return result
@@ -191,9 +215,13 @@ class PrepStage:
         height, width = rgb.shape[:2]
         try:
             detections = sorted(self.detector.detect(rgb), key=lambda d: -d.score)
-        except Exception as exc:  # noqa: BLE001 - a backend crash is one frame's failure
-            return FrameResult(frame, "error", f"{frame.rel}: detector failed: "
-                               f"{type(exc).__name__}: {exc}", note=loaded.note)
+        except Exception as exc:
+            return FrameResult(
+                frame,
+                "error",
+                f"{frame.rel}: detector failed: {type(exc).__name__}: {exc}",
+                note=loaded.note,
+            )
         confident = [d for d in detections if d.score >= params.other_face_score]
         result = FrameResult(frame, "dropped", note=loaded.note, n_faces=len(confident))
         if not detections:
@@ -203,17 +231,20 @@ class PrepStage:
         result.best_score = round(float(best.score), 6)
         result.box = tuple(round(float(v), 3) for v in best.box)
         if best.score <= params.min_best_score:
-            result.reason = (f"no confident face (best score {best.score:.3f} ≤ "
-                             f"{params.min_best_score})")
+            result.reason = (
+                f"no confident face (best score {best.score:.3f} ≤ {params.min_best_score})"
+            )
             return result
         if len(confident) != 1:
-            result.reason = (f"more than one face ({len(confident)} detections with score ≥ "
-                             f"{params.other_face_score})")
+            result.reason = (
+                f"more than one face ({len(confident)} detections with score ≥ "
+                f"{params.other_face_score})"
+            )
             return result
         box_xywh = detection_to_xywh(best.box)
         try:
             pose = self.pose.estimate(rgb, box_xywh)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             result.status = "error"
             result.reason = f"pose estimation failed: {type(exc).__name__}: {exc}"
             traceback.print_exc()
@@ -221,11 +252,14 @@ class PrepStage:
         if pose is None:
             result.reason = "pose: no landmarks found in the face box"
             return result
-        result.yaw, result.pitch, result.roll = (round(float(a), 3) for a in
-                                                 (pose.yaw, pose.pitch, pose.roll))
+        result.yaw, result.pitch, result.roll = (
+            round(float(a), 3) for a in (pose.yaw, pose.pitch, pose.roll)
+        )
         if abs(pose.yaw) >= params.max_yaw or abs(pose.pitch) >= params.max_pitch:
-            result.reason = (f"head pose outside |yaw| < {params.max_yaw:g}, |pitch| < "
-                             f"{params.max_pitch:g} (yaw {pose.yaw:.1f}, pitch {pose.pitch:.1f})")
+            result.reason = (
+                f"head pose outside |yaw| < {params.max_yaw:g}, |pitch| < "
+                f"{params.max_pitch:g} (yaw {pose.yaw:.1f}, pitch {pose.pitch:.1f})"
+            )
             return result
         square = square_box(box_xywh, width, height)
         crop_box = prep_crop_box(square.clipped, width, height, params.margin)
@@ -244,8 +278,9 @@ class Selection:
     query: str  # frame uid (the same frame when a session has a single photo)
 
 
-def select_frames(results: list[FrameResult], seed: int = 42,
-                  single_frame_sessions: bool = False) -> list[Selection]:
+def select_frames(
+    results: list[FrameResult], seed: int = 42, single_frame_sessions: bool = False
+) -> list[Selection]:
     """Draw the database and query frame of every session with ≥ 2 kept frames.
 
     One ``default_rng(seed)`` walks the sessions in sorted order and draws 2 kept
@@ -261,13 +296,13 @@ def select_frames(results: list[FrameResult], seed: int = 42,
         if res.status == "kept":
             kept[(res.frame.identity, res.frame.session)].append(res)
     out = []
-    for (identity, session) in sorted(kept, key=lambda k: (
-            _nat(k[0]), _nat(k[1]))):
+    for identity, session in sorted(kept, key=lambda k: (_nat(k[0]), _nat(k[1]))):
         frames = sorted(kept[(identity, session)], key=lambda r: r.frame.index)
         if len(frames) >= 2:
             first, second = rng.choice(len(frames), size=2, replace=False)
-            out.append(Selection(identity, session, frames[first].frame.uid,
-                                 frames[second].frame.uid))
+            out.append(
+                Selection(identity, session, frames[first].frame.uid, frames[second].frame.uid)
+            )
         elif single_frame_sessions:
             out.append(Selection(identity, session, frames[0].frame.uid, frames[0].frame.uid))
     return out
@@ -280,9 +315,26 @@ def _nat(text: str) -> tuple:
 
 
 # -- a whole run --------------------------------------------------------------------
-TABLE_COLUMNS = ("identity", "session", "frame", "path", "input_sha256", "status", "reason",
-                 "note", "n_faces", "best_score", "box", "yaw", "pitch", "roll", "crop_box",
-                 "role", "crop", "cached")
+TABLE_COLUMNS = (
+    "identity",
+    "session",
+    "frame",
+    "path",
+    "input_sha256",
+    "status",
+    "reason",
+    "note",
+    "n_faces",
+    "best_score",
+    "box",
+    "yaw",
+    "pitch",
+    "roll",
+    "crop_box",
+    "role",
+    "crop",
+    "cached",
+)
 
 
 @dataclass
@@ -327,16 +379,18 @@ def run_prep(
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     results = []
-    for frame in tqdm(dataset.frames, desc=f"prep {stage.backend}", unit="img",
-                      disable=not progress):
+    for frame in tqdm(
+        dataset.frames, desc=f"prep {stage.backend}", unit="img", disable=not progress
+    ):
         expected = dataset.expected_sha256.get(frame.rel)
         try:
             results.append(stage.run_frame(frame, expected))
         except DmbenchError as exc:
             results.append(FrameResult(frame, "error", str(exc)))
     seconds = time.perf_counter() - start
-    selections = select_frames(results, stage.params.seed,
-                               single_frame_sessions=dataset.layout == "lfw")
+    selections = select_frames(
+        results, stage.params.seed, single_frame_sessions=dataset.layout == "lfw"
+    )
     roles: dict[str, str] = {}
     for sel in selections:
         roles[sel.database] = "database" if sel.database != sel.query else "both"
@@ -356,8 +410,9 @@ def run_prep(
     return run
 
 
-def _write_table(path: Path, results: list[FrameResult], roles: dict[str, str],
-                 problems: list[tuple[str, str]]) -> None:
+def _write_table(
+    path: Path, results: list[FrameResult], roles: dict[str, str], problems: list[tuple[str, str]]
+) -> None:
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=TABLE_COLUMNS)
@@ -365,16 +420,21 @@ def _write_table(path: Path, results: list[FrameResult], roles: dict[str, str],
         for res in results:
             row = {k: getattr(res, k, "") for k in TABLE_COLUMNS if hasattr(res, k)}
             row.update(
-                identity=res.frame.identity, session=res.frame.session, frame=res.frame.index,
-                path=res.frame.rel, role=roles.get(res.frame.uid, ""),
+                identity=res.frame.identity,
+                session=res.frame.session,
+                frame=res.frame.index,
+                path=res.frame.rel,
+                role=roles.get(res.frame.uid, ""),
                 crop=crop_relpath(res.frame) if res.frame.uid in roles else "",
-                box=_fmt(res.box), crop_box=_fmt(res.crop_box),
+                box=_fmt(res.box),
+                crop_box=_fmt(res.crop_box),
             )
             writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
         for where, reason in problems:
             identity = where.split("/")[0]
-            writer.writerow({"identity": identity, "path": where, "status": "error",
-                             "reason": reason})
+            writer.writerow(
+                {"identity": identity, "path": where, "status": "error", "reason": reason}
+            )
     tmp.replace(path)
 
 
@@ -389,8 +449,13 @@ def _write_run_json(path: Path, dataset: Dataset, stage: PrepStage, run: PrepRun
     info = {
         "stage": STAGE,
         "dmbench_version": __version__,
-        "dataset": {"name": dataset.name, "root": str(dataset.root), "layout": dataset.layout,
-                    "frames": len(dataset.frames), "identities": len(dataset.identities())},
+        "dataset": {
+            "name": dataset.name,
+            "root": str(dataset.root),
+            "layout": dataset.layout,
+            "frames": len(dataset.frames),
+            "identities": len(dataset.identities()),
+        },
         "backend": {"detector": stage.detector.name, "pose": stage.pose.name},
         "params": asdict(stage.params),
         "assets": stage._assets,
@@ -400,10 +465,17 @@ def _write_run_json(path: Path, dataset: Dataset, stage: PrepStage, run: PrepRun
         "selected_sessions": len(run.selections),
         "seconds": round(run.seconds, 3),
         "ms_per_image": round(1000 * run.seconds / kept_times, 3),
-        "cache": {"hits": stage.cache.hits, "misses": stage.cache.misses,
-                  "enabled": stage.cache.enabled},
-        "platform": {"python": platform.python_version(), "machine": platform.machine(),
-                     "numpy": np.__version__, "opencv": cv2.__version__},
+        "cache": {
+            "hits": stage.cache.hits,
+            "misses": stage.cache.misses,
+            "enabled": stage.cache.enabled,
+        },
+        "platform": {
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "numpy": np.__version__,
+            "opencv": cv2.__version__,
+        },
     }
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(info, indent=2, default=str))

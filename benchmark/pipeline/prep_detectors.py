@@ -82,14 +82,16 @@ class YuNet:
         scale = min(1.0, self.max_side / max(height, width))
         bgr = np.ascontiguousarray(rgb[..., ::-1])
         if scale < 1.0:
-            bgr = cv2.resize(bgr, (round(width * scale), round(height * scale)),
-                             interpolation=cv2.INTER_AREA)
+            bgr = cv2.resize(
+                bgr, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA
+            )
         self.detector.setInputSize((bgr.shape[1], bgr.shape[0]))
         _, faces = self.detector.detect(bgr)
         out = []
         for face in faces if faces is not None else []:
             x, y, w, h = (float(v) / scale for v in face[:4])
-            marks = tuple((float(face[4 + 2 * i]) / scale, float(face[5 + 2 * i]) / scale)
-                          for i in range(5))
+            marks = tuple(
+                (float(face[4 + 2 * i]) / scale, float(face[5 + 2 * i]) / scale) for i in range(5)
+            )
             out.append(Detection((x, y, x + w, y + h), float(face[14]), marks))
         return sorted(out, key=lambda d: -d.score)

@@ -71,14 +71,18 @@ class MediaPipeMeshPose:
 
     def __init__(self, store: AssetStore, device: str = "cpu") -> None:
         if check_device(device) == "cuda":
-            raise DeviceError("the MediaPipe face mesh runs on the CPU only in the Python "
-                              "wheel; use --device cpu for the mediapipe-mesh pose backend")
+            raise DeviceError(
+                "the MediaPipe face mesh runs on the CPU only in the Python "
+                "wheel; use --device cpu for the mediapipe-mesh pose backend"
+            )
         import mediapipe as mp
 
         store.directory("mediapipe-face-models")  # verifies the bundled weights' sha256
         self.canonical = read_obj(store.file("mediapipe-canonical-mesh")).vertices
         self.mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=True, max_num_faces=1, refine_landmarks=False,
+            static_image_mode=True,
+            max_num_faces=1,
+            refine_landmarks=False,
             min_detection_confidence=0.3,
         )
 
@@ -123,11 +127,10 @@ class PfldPose:
         self.landmarker = load_pfld(store.file("pfld"), device=check_device(device))
 
     def estimate(self, rgb: np.ndarray, box_xywh: tuple[int, int, int, int]) -> Pose | None:
-        from benchmark.pipeline.pfld import pose_from_wflw98
+        from benchmark.pipeline.pfld import pose_from_wflw98, square_crop_112
 
-        height, width = rgb.shape[:2]
-        square = square_box(box_xywh, width, height)
-        crop = square_patch(rgb, square, 112).astype(np.float32) / 255.0
+        x, y, w, h = box_xywh
+        crop, _ = square_crop_112(rgb, (x, y, x + w, y + h))
         landmarks = self.landmarker(crop[None])[0]
         try:
             yaw, pitch, roll = pose_from_wflw98(landmarks)

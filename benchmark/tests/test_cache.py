@@ -10,8 +10,13 @@ from hypothesis import strategies as st
 
 from benchmark.cache import Cache, cache_key
 
-BASE = dict(stage="prep", backend="yunet+mediapipe-mesh", input_sha256="a" * 64,
-            params={"max_yaw": 20}, asset_sha256={"yunet": {"x": "b" * 64}})
+BASE = dict(
+    stage="prep",
+    backend="yunet+mediapipe-mesh",
+    input_sha256="a" * 64,
+    params={"max_yaw": 20},
+    asset_sha256={"yunet": {"x": "b" * 64}},
+)
 
 
 def test_key_depends_on_every_determinant() -> None:
@@ -28,8 +33,10 @@ def test_key_depends_on_every_determinant() -> None:
     assert cache_key(**BASE) == base  # stable
 
 
-@given(record=st.dictionaries(st.text(min_size=1, max_size=8), st.integers() | st.text()),
-       blob=st.binary(max_size=256))
+@given(
+    record=st.dictionaries(st.text(min_size=1, max_size=8), st.integers() | st.text()),
+    blob=st.binary(max_size=256),
+)
 def test_round_trip(tmp_path_factory, record, blob) -> None:
     cache = Cache(tmp_path_factory.mktemp("c"))
     cache.put("prep", "k" * 64, record, {"crop.png": blob})
@@ -67,8 +74,9 @@ def test_partial_write_is_invisible(tmp_path: Path) -> None:
     assert cache.get("prep", key) is None
     meta_without_files = _entry_dir(cache, key)
     meta_without_files.mkdir(parents=True)
-    (meta_without_files / "meta.json").write_text(json.dumps(
-        {"record": {}, "files": {"crop.png": "0" * 64}}))
+    (meta_without_files / "meta.json").write_text(
+        json.dumps({"record": {}, "files": {"crop.png": "0" * 64}})
+    )
     assert cache.get("prep", key) is None
 
 

@@ -18,8 +18,12 @@ def _touch(path: Path) -> None:
 
 
 def _make_ytf(root: Path, shuffle_seed: int) -> None:
-    files = [f"frame_images_DB/{name}/{video}/{video}.{frame}.jpg"
-             for name in ("Zed_Z", "Amy_A") for video in (0, 2, 10) for frame in (9, 10, 100)]
+    files = [
+        f"frame_images_DB/{name}/{video}/{video}.{frame}.jpg"
+        for name in ("Zed_Z", "Amy_A")
+        for video in (0, 2, 10)
+        for frame in (9, 10, 100)
+    ]
     random.Random(shuffle_seed).shuffle(files)  # creation order must not matter
     for rel in files:
         _touch(root / rel)

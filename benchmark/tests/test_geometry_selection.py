@@ -37,9 +37,9 @@ def test_crop_box_is_inside_the_image(box, width, height) -> None:
     xywh = detection_to_xywh((x, y, x + w, y + h))
     square = square_box(xywh, width, height)
     cx1, cx2, cy1, cy2 = square.clipped
-    assert 0 <= cx1 and cx2 <= width and 0 <= cy1 and cy2 <= height
+    assert cx1 >= 0 and cx2 <= width and cy1 >= 0 and cy2 <= height
     x1, y1, x2, y2 = prep_crop_box(square.clipped, width, height)
-    assert 0 <= x1 and 0 <= y1 and x2 <= width and y2 <= height
+    assert x1 >= 0 and y1 >= 0 and x2 <= width and y2 <= height
 
 
 @given(x=st.integers(200, 300), y=st.integers(200, 300), side=st.integers(10, 60))

@@ -110,8 +110,9 @@ def test_roll_vertical_eye_line() -> None:
     # x60 == x72: the tangent is infinite -> +-90 deg here (upstream: ZeroDivisionError)
     assert pose_from_wflw98(landmarks(p60=(50.0, 20.0), p72=(50.0, 40.0)))[2] == 90.0
     assert pose_from_wflw98(landmarks(p60=(50.0, 40.0), p72=(50.0, 20.0)))[2] == -90.0
+    tilted_jaw = {"p1": (0.0, 0.0), "p31": (80.0, 60.0), "p51": (14.0, 23.0)}
     with pytest.raises(ValueError, match="x60 == x72"):
-        pose_from_wflw98(landmarks(p60=(50.0, 20.0), p72=(50.0, 40.0)), strict=True)
+        pose_from_wflw98(landmarks(**tilted_jaw, p60=(50.0, 20.0), p72=(50.0, 40.0)), strict=True)
 
 
 @pytest.mark.parametrize(
@@ -249,9 +250,9 @@ def test_yaw_invariant_to_scale_and_translation(p1, axis, t, h, scale, shift) ->
 
 @PROPS
 @given(
-    pts=st.lists(
-        st.floats(0, 112, allow_nan=False), min_size=196, max_size=196
-    ).map(lambda v: np.asarray(v).reshape(98, 2)),
+    pts=st.lists(st.floats(0, 112, allow_nan=False), min_size=196, max_size=196).map(
+        lambda v: np.asarray(v).reshape(98, 2)
+    ),
     scale=st.floats(0.1, 10.0),
 )
 def test_yaw_scale_invariance_on_arbitrary_floats_up_to_rounding(pts, scale) -> None:
@@ -310,7 +311,7 @@ def test_crop_padding_and_half_pixel_truncation_by_hand() -> None:
     crop, region = square_crop_112(image, (0, 0, 101, 100))
     assert region == (0, 0, 101, 100)
     assert upstream_crop_needs_padding((200, 200), (0, 0, 101, 100))
-    np.testing.assert_array_equal(crop, np.full((112, 112, 3), np.float32(7) / 255))
+    np.testing.assert_array_equal(crop, np.full((112, 112, 3), np.float32(7) / np.float32(255)))
 
 
 def test_crop_zero_pads_outside_image() -> None:
@@ -424,7 +425,7 @@ def _crops(n: int = 3, seed: int = 1) -> np.ndarray:
 
 def _direct(net: torch.nn.Module, crops: np.ndarray) -> np.ndarray:
     with torch.no_grad():
-        out = net(torch.from_numpy(crops).permute(0, 3, 1, 2)).numpy()
+        out = net(torch.from_numpy(crops).permute(0, 3, 1, 2).contiguous()).numpy()
     assert out.shape == (len(crops), 196)
     return (out.astype(np.float64) * 112).reshape(-1, 98, 2).astype(np.float32)
 
@@ -497,13 +498,13 @@ def test_checkpoint_with_wrong_keys_is_rejected(tmp_path: Path) -> None:
     del state["fc.bias"]
     path = tmp_path / "broken.pth.tar"
     torch.save({"plfd_backbone": state}, path)
-    with pytest.raises(ValueError, match="fc.bias"):
+    with pytest.raises(ValueError, match=r"fc\.bias"):
         pfld.load_pfld(path)
 
 
 @needs_torch
 def test_missing_checkpoint_file(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="nope.pth.tar"):
+    with pytest.raises(FileNotFoundError, match=r"nope\.pth\.tar"):
         pfld.load_pfld(tmp_path / "nope.pth.tar")
 
 

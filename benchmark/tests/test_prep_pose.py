@@ -61,7 +61,8 @@ def test_mesh_fit_recovers_known_rotations(canonical, yaw, pitch, roll) -> None:
     pose = pose_from_landmarks3d(_image_points(canonical, yaw, pitch, roll), canonical)
     truth = pose_from_rotation(rotation_matrix(yaw, pitch, roll))
     assert (pose.yaw, pose.pitch, pose.roll) == pytest.approx(
-        (truth.yaw, truth.pitch, truth.roll), abs=1e-6)
+        (truth.yaw, truth.pitch, truth.roll), abs=1e-6
+    )
 
 
 def test_kabsch_is_a_proper_rotation(canonical) -> None:
@@ -85,20 +86,22 @@ def test_signs_agree_with_pfld_formulas_yaw_roll(canonical, yaw, roll) -> None:
 def test_pitch_moves_the_same_way_as_the_pfld_formula(canonical) -> None:
     """PFLD's pitch has an offset fitted to its own landmarks; the direction must agree."""
     pitches = np.arange(-30, 31, 5)
-    pfld = [pose_from_wflw98(_wflw_from_mesh(_image_points(canonical, 0, p, 0)))[1]
-            for p in pitches]
-    ours = [pose_from_landmarks3d(_image_points(canonical, 0, p, 0), canonical).pitch
-            for p in pitches]
+    pfld = [
+        pose_from_wflw98(_wflw_from_mesh(_image_points(canonical, 0, p, 0)))[1] for p in pitches
+    ]
+    ours = [
+        pose_from_landmarks3d(_image_points(canonical, 0, p, 0), canonical).pitch for p in pitches
+    ]
     assert np.all(np.diff(pfld) >= 0) and np.all(np.diff(ours) > 0)
     assert np.corrcoef(pfld, ours)[0, 1] > 0.99
 
 
 @pytest.mark.integration
 def test_real_photos_mirror_flips_yaw_and_roll(lfw20, store) -> None:
-    from benchmark.pipeline.prep_detectors import YuNet
-    from benchmark.pipeline.prep_pose import MediaPipeMeshPose
     from benchmark.geometry import detection_to_xywh
     from benchmark.imageio import load_image
+    from benchmark.pipeline.prep_detectors import YuNet
+    from benchmark.pipeline.prep_pose import MediaPipeMeshPose
 
     detector, pose = YuNet(store), MediaPipeMeshPose(store)
     yaw_pairs = []
@@ -107,8 +110,9 @@ def test_real_photos_mirror_flips_yaw_and_roll(lfw20, store) -> None:
         estimates = []
         for image in (rgb, np.ascontiguousarray(rgb[:, ::-1])):
             faces = detector.detect(image)
-            estimates.append(pose.estimate(image, detection_to_xywh(faces[0].box))
-                             if faces else None)
+            estimates.append(
+                pose.estimate(image, detection_to_xywh(faces[0].box)) if faces else None
+            )
         if None not in estimates:
             yaw_pairs.append((estimates[0].yaw, estimates[1].yaw))
     assert len(yaw_pairs) >= 18
