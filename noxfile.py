@@ -61,3 +61,9 @@ def bench(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     session.install("ruff")
     session.run("ruff", "check", "benchmark", "noxfile.py")
+
+
+@nox.session(python=False, name="gpu_check")
+def gpu_check(session: nox.Session) -> None:
+    """Every GPU path of the implemented stages, on the interpreter that has CUDA."""
+    session.run("python3", "-m", "benchmark.gpu_check", env={"PYTHONPATH": "."})
