@@ -333,13 +333,17 @@ class PfldLandmarker:
         """Return an (N, 98, 2) float32 array for an (N, 112, 112, 3) float32 RGB batch.
 
         Scaling mirrors upstream: float32 output times 112 in float64, rounded to float32.
+        TF32 convolutions (cuDNN's default on Ampere and later) are switched off: they
+        moved stand-in landmarks by up to 0.6 px on an H200, enough to flip a frame
+        across the |yaw| < 20 / |pitch| < 20 filter; full fp32 keeps GPU runs equal to
+        CPU runs.
         """
         torch = _import_torch()
         batch = np.asarray(crops, dtype=np.float32)
         if batch.ndim != 4 or batch.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3):
             raise ValueError(f"expected crops of shape (N, 112, 112, 3), got {batch.shape}")
         outputs = []
-        with torch.no_grad():
+        with torch.no_grad(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
             for start in range(0, len(batch), self.batch_size):
                 chunk = np.ascontiguousarray(batch[start : start + self.batch_size])
                 tensor = torch.from_numpy(chunk).permute(0, 3, 1, 2).contiguous()
