@@ -117,6 +117,7 @@ def _prep(args: argparse.Namespace, dataset_spec: str, out: Path):
         max_yaw=args.max_yaw,
         max_pitch=args.max_pitch,
         seed=args.seed,
+        reference_quirks=args.reference_quirks,
     )
     stage = PrepStage.from_names(
         args.detector,
@@ -229,6 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--max-yaw", type=float, default=defaults.max_yaw)
         p.add_argument("--max-pitch", type=float, default=defaults.max_pitch)
+        p.add_argument(
+            "--reference-quirks",
+            action="store_true",
+            help="also drop frames the original dropped by its crash on boxes "
+            "that leave the image (off: we zero-pad)",
+        )
         p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
 

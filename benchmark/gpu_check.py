@@ -58,10 +58,15 @@ def check_pfld_cuda(batch: int = 256) -> dict:
 
     seconds_gpu = _time(run_gpu, 5)
     seconds_cpu = _time(lambda: cpu(crops[:32]), 2) * batch / 32
-    return {"check": "pfld-cuda", "ok": diff < 0.05 and spread > 0.05,
-            "max_abs_diff_px": round(diff, 5), "output_spread_px": round(spread, 4),
-            "gpu_crops_per_s": round(batch / seconds_gpu), "cpu_crops_per_s":
-            round(batch / seconds_cpu), "device": torch.cuda.get_device_name(0)}
+    return {
+        "check": "pfld-cuda",
+        "ok": diff < 0.05 and spread > 0.05,
+        "max_abs_diff_px": round(diff, 5),
+        "output_spread_px": round(spread, 4),
+        "gpu_crops_per_s": round(batch / seconds_gpu),
+        "cpu_crops_per_s": round(batch / seconds_cpu),
+        "device": torch.cuda.get_device_name(0),
+    }
 
 
 def check_cuda_refused_where_absent() -> list[dict]:

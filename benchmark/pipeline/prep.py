@@ -79,6 +79,24 @@ class PrepParams:
     margin: float = 1.5  # crop margin, in half box sizes, on every side
     crop_size: int = 224
     seed: int = 42
+    # Reproduce the original's defect: its pose step passed float paddings to
+    # cv2.copyMakeBorder, which raises, so every face whose square box leaves the image
+    # was silently dropped. Off by default (we zero-pad, as the code intended).
+    reference_quirks: bool = False
+
+
+RECORD_FIELDS = (
+    "status",
+    "reason",
+    "note",
+    "n_faces",
+    "best_score",
+    "box",
+    "yaw",
+    "pitch",
+    "roll",
+    "crop_box",
+)
 
 
 @dataclass
@@ -101,19 +119,8 @@ class FrameResult:
     crop: np.ndarray | None = field(default=None, repr=False)
 
     def record(self) -> dict[str, Any]:
-        keys = (
-            "status",
-            "reason",
-            "note",
-            "n_faces",
-            "best_score",
-            "box",
-            "yaw",
-            "pitch",
-            "roll",
-            "crop_box",
-        )
-        return {k: getattr(self, k) for k in keys}
+        """What the cache stores for this frame (everything but the frame and the crop)."""
+        return {k: getattr(self, k) for k in RECORD_FIELDS}
 
 
 def asset_digests(store: AssetStore, names: tuple[str, ...]) -> dict[str, dict[str, str]]:
@@ -242,6 +249,13 @@ class PrepStage:
             )
             return result
         box_xywh = detection_to_xywh(best.box)
+        square = square_box(box_xywh, width, height)
+        if params.reference_quirks and square.needs_padding:
+            result.reason = (
+                "reference quirk: the face's square box leaves the image, where "
+                "the original pipeline crashed and dropped the frame"
+            )
+            return result
         try:
             pose = self.pose.estimate(rgb, box_xywh)
         except Exception as exc:
@@ -261,7 +275,6 @@ class PrepStage:
                 f"{params.max_pitch:g} (yaw {pose.yaw:.1f}, pitch {pose.pitch:.1f})"
             )
             return result
-        square = square_box(box_xywh, width, height)
         crop_box = prep_crop_box(square.clipped, width, height, params.margin)
         result.crop_box = crop_box
         result.crop = crop_resize(rgb, crop_box, params.crop_size)
@@ -321,16 +334,7 @@ TABLE_COLUMNS = (
     "frame",
     "path",
     "input_sha256",
-    "status",
-    "reason",
-    "note",
-    "n_faces",
-    "best_score",
-    "box",
-    "yaw",
-    "pitch",
-    "roll",
-    "crop_box",
+    *RECORD_FIELDS,
     "role",
     "crop",
     "cached",

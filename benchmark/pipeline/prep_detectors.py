@@ -29,6 +29,8 @@ class RetinaFaceCaffe:
     name = "retinaface-caffe"
     assets = ("retinaface-caffe",)
     target_area = 192 * 192
+    mean_bgr = (104, 117, 123)
+    output_blob = "detection_out"
 
     def __init__(self, store: AssetStore, device: str = "cpu") -> None:
         backend, target = opencv_dnn_target(device)
@@ -45,9 +47,9 @@ class RetinaFaceCaffe:
             aspect = width / height
             size = (int(192 * math.sqrt(aspect)), int(192 / math.sqrt(aspect)))
             bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_LINEAR)
-        blob = cv2.dnn.blobFromImage(bgr, 1, mean=(104, 117, 123))
+        blob = cv2.dnn.blobFromImage(bgr, 1, mean=self.mean_bgr)
         self.net.setInput(blob, "data")
-        rows = self.net.forward("detection_out").reshape(-1, 7)
+        rows = self.net.forward(self.output_blob).reshape(-1, 7)
         out = []
         for row in rows:
             score = float(row[2])

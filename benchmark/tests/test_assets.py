@@ -196,3 +196,38 @@ def test_lfw_manifest_matches_the_official_listing_format() -> None:
     first = lfw.files[0]
     assert first.path.startswith("images/") and first.urls[0].endswith(first.path[7:])
     assert "2a620cd8cceb10430f8c7012fe9fa5f0837759e9/images_deepfunneled/" in first.urls[0]
+
+
+def test_dataset_fetch_downloads_listed_photos_and_verifies(
+    tmp_path: Path, loopback_server, sample_photo: Path
+) -> None:
+    """`dmbench data fetch` logic against a loopback copy of an LFW-style listing."""
+    from benchmark.datasets import fetch_dataset, open_dataset
+
+    www, base = loopback_server
+    data = sample_photo.read_bytes()
+    lines = []
+    for name, count in (("Ann_A", 2), ("Bo_B", 1), ("Cy_C", 3)):
+        for i in range(1, count + 1):
+            rel = f"{name}/{name}_{i:04d}.jpg"
+            (www / rel).parent.mkdir(parents=True, exist_ok=True)
+            (www / rel).write_bytes(data)
+            lines.append(f"{hashlib.sha256(data).hexdigest()}  images/{rel}")
+    folder = tmp_path / "manifest"
+    folder.mkdir()
+    (folder / "faces.sha256").write_text("\n".join(lines) + "\n")
+    (folder / "data.toml").write_text(
+        '[[asset]]\nname = "faces"\nkind = "dataset"\ndescription = "toy"\naccess = "download"\n'
+        'license = "none"\ncitation = "none"\nfiles_list = "faces.sha256"\n'
+        f'url_template = "{base}/{{subpath}}"\n'
+    )
+    store = _store(tmp_path, folder, [], download=True)
+    target = fetch_dataset(store, "faces", max_identities=1, seed=0)
+    dataset = open_dataset(target)
+    assert len(dataset.identities()) == 1 and dataset.identities()[0] in {"Ann_A", "Cy_C"}
+    fetch_dataset(store, "faces")
+    assert open_dataset(target).identities() == ["Ann_A", "Bo_B", "Cy_C"]
+    (www / "Bo_B/Bo_B_0001.jpg").write_bytes(b"changed upstream")
+    (target / "images/Bo_B/Bo_B_0001.jpg").unlink()
+    with pytest.raises(AssetError, match="could not download"):
+        fetch_dataset(store, "faces")

@@ -87,3 +87,36 @@ def test_single_photo_sessions_stand_for_both_sides() -> None:
     both = select_frames(results, 42, single_frame_sessions=True)
     assert [(s.session, s.database == s.query) for s in both] == [("0", True), ("2", True)]
     assert select_frames(results, 42) == []
+
+
+def test_reference_quirk_drops_faces_whose_square_leaves_the_image(lfw20, store, tmp_path) -> None:
+    """With reference_quirks the original's crash on padded boxes becomes a recorded drop.
+
+    Real photos are cut so that the face touches the left border; the original could
+    not pose such a face (float padding → exception → frame silently skipped)."""
+    from PIL import Image
+
+    from benchmark.cache import Cache
+    from benchmark.datasets import Frame
+    from benchmark.pipeline.prep import PrepParams, PrepStage
+
+    quirky = PrepStage.from_names(
+        store=store, cache=Cache(enabled=False), params=PrepParams(reference_quirks=True)
+    )
+    plain = PrepStage.from_names(store=store, cache=Cache(enabled=False))
+    assert quirky.key("x" * 64) != plain.key("x" * 64)
+    quirk_drops = 0
+    for frame in lfw20.frames[:20]:
+        result = plain.run_frame(frame)
+        if result.status != "kept":
+            continue
+        x1, _, x2, _ = result.box
+        cut = tmp_path / f"{frame.identity}_0001.jpg"
+        with Image.open(frame.path) as photo:
+            photo.crop((int(x1 + 0.25 * (x2 - x1)), 0, photo.width, photo.height)).save(cut)
+        edge = Frame(frame.identity, "0001", 0, cut, cut.name)
+        quirked = quirky.run_frame(edge)
+        if "reference quirk" in quirked.reason:
+            quirk_drops += 1
+            assert "reference quirk" not in plain.run_frame(edge).reason
+    assert quirk_drops >= 3

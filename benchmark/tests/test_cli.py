@@ -1,0 +1,38 @@
+"""The command line on the real manifest and cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmark.cli import main
+
+
+def test_assets_list_and_verify(capsys) -> None:
+    assert main(["assets", "list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("retinaface-caffe", "yunet", "ringnet", "lfw", "youtube-faces"):
+        assert name in out
+    assert main(["assets", "verify", "yunet"]) == 0
+    assert capsys.readouterr().out.startswith("OK   yunet")
+
+
+def test_assets_verify_names_a_missing_asset(capsys) -> None:
+    assert main(["assets", "verify", "ringnet"]) == 1
+    assert "FAIL ringnet" in capsys.readouterr().out
+
+
+def test_cache_info_and_clear(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("DMBENCH_CACHE_DIR", str(tmp_path))
+    from benchmark.cache import Cache
+
+    Cache().put("prep", "a" * 64, {"x": 1})
+    assert main(["cache", "info"]) == 0
+    assert "entries: 1" in capsys.readouterr().out
+    assert main(["cache", "clear"]) == 0
+    assert "removed 1" in capsys.readouterr().out
+
+
+def test_data_info(lfw, capsys) -> None:
+    assert main(["data", "info", str(lfw.root)]) == 0
+    out = capsys.readouterr().out
+    assert '"layout": "lfw"' in out and '"identities":' in out
