@@ -47,7 +47,7 @@ def bench(session: nox.Session) -> None:
         "pytest",
         "-q",
         "-k",
-        "bench",
+        "test_bench_",
         "--benchmark-enable",
         "--benchmark-autosave",
         "--benchmark-columns=min,median,mean,stddev,rounds",

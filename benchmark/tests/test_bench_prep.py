@@ -1,6 +1,6 @@
 """Prep throughput per backend (pytest-benchmark; no timed assertions).
 
-Run with ``nox -s bench`` (or ``pytest --benchmark-enable -k bench``). Each round preps
+Run with ``nox -s bench`` (or ``pytest --benchmark-enable -k test_bench_``). Each round preps
 one real LFW photo without the cache, so the number is ms per image on this machine.
 """
 
