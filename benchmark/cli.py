@@ -22,6 +22,8 @@ def cmd_assets(args: argparse.Namespace) -> int:
         print(f"{'name':28} {'kind':16} {'access':12} {'files':>6}  {'status':10} licence")
         for asset in store:
             status = "ok" if store.available(asset.name) else "missing"
+            if asset.access == "package" and store._package_dir(asset) is None:
+                status = "no package"
             if asset.kind == "dataset":
                 status = (
                     "local" if any(d.is_dir() for d in store.candidate_dirs(asset)) else "missing"

@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from benchmark.assets import AssetStore
@@ -75,6 +77,9 @@ class MediaPipeMeshPose:
                 "the MediaPipe face mesh runs on the CPU only in the Python "
                 "wheel; use --device cpu for the mediapipe-mesh pose backend"
             )
+        # MediaPipe's C++ and TFLite log lines would drown the progress bar.
+        os.environ.setdefault("GLOG_minloglevel", "2")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import mediapipe as mp
 
         store.directory("mediapipe-face-models")  # verifies the bundled weights' sha256
