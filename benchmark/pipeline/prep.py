@@ -484,3 +484,17 @@ def _write_run_json(path: Path, dataset: Dataset, stage: PrepStage, run: PrepRun
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(info, indent=2, default=str))
     tmp.replace(path)
+
+
+def read_selection(run_dir: Path) -> list[Selection]:
+    """The database/query draw a prep run wrote (``selection.csv``)."""
+    path = Path(run_dir) / "selection.csv"
+    if not path.exists():
+        raise DmbenchError(f"{run_dir}: no selection.csv; run `dmbench prep` first")
+    rows = csv.DictReader(path.read_text().splitlines())
+    return [Selection(r["identity"], r["session"], r["database"], r["query"]) for r in rows]
+
+
+def read_layout(run_dir: Path) -> str:
+    """The dataset layout of a prep run (decides the default recognition protocol)."""
+    return json.loads((Path(run_dir) / "run.json").read_text())["dataset"]["layout"]

@@ -11,15 +11,14 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from benchmark.assets import AssetStore
 from benchmark.device import check_device
-from benchmark.errors import DeviceError
 from benchmark.geometry import square_box, square_patch
 from benchmark.meshes import read_obj
+from benchmark.pipeline.mediapipe_mesh import ASSETS as MEDIAPIPE_ASSETS
+from benchmark.pipeline.mediapipe_mesh import MediaPipeFaceMesh
 from benchmark.pipeline.prep import POSES, Pose
 
 # MediaPipe face-mesh indices standing in for the WFLW-98 points the PFLD formulas
@@ -67,44 +66,26 @@ class MediaPipeMeshPose:
     """Face mesh → Kabsch fit to the canonical model → Euler angles."""
 
     name = "mediapipe-mesh"
-    assets = ("mediapipe-face-models", "mediapipe-canonical-mesh")
+    assets = (*MEDIAPIPE_ASSETS, "mediapipe-canonical-mesh")
     patch_size = 256
     context = 2.0  # the patch is this many face-box sizes wide, so the mesh's detector sees context
 
     def __init__(self, store: AssetStore, device: str = "cpu") -> None:
-        if check_device(device) == "cuda":
-            raise DeviceError(
-                "the MediaPipe face mesh runs on the CPU only in the Python "
-                "wheel; use --device cpu for the mediapipe-mesh pose backend"
-            )
-        # MediaPipe's C++ and TFLite log lines would drown the progress bar.
-        os.environ.setdefault("GLOG_minloglevel", "2")
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        import mediapipe as mp
-
-        store.directory("mediapipe-face-models")  # verifies the bundled weights' sha256
+        self.mesh = MediaPipeFaceMesh(store, device, max_faces=1)
         self.canonical = read_obj(store.file("mediapipe-canonical-mesh")).vertices
-        self.mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=True,
-            max_num_faces=1,
-            refine_landmarks=False,
-            min_detection_confidence=0.3,
-        )
 
     def landmarks(self, rgb: np.ndarray, box_xywh: tuple[int, int, int, int]) -> np.ndarray | None:
-        """468×3 landmarks (x, y in image pixels, z in the same scale, towards the camera < 0)."""
+        """468×3 landmarks in image pixels (z in the same scale, larger z nearer the camera)."""
         height, width = rgb.shape[:2]
         square = square_box(box_xywh, width, height, scale=self.context)
         patch = square_patch(rgb, square, self.patch_size)
-        found = self.mesh.process(np.ascontiguousarray(patch))
-        if not found.multi_face_landmarks:
+        faces = self.mesh.faces(patch)
+        if not faces:
             return None
-        points = np.array([(p.x, p.y, p.z) for p in found.multi_face_landmarks[0].landmark])
-        scale = square.size / self.patch_size
-        points = points * self.patch_size * scale
+        points = faces[0] * (square.size / self.patch_size)
         points[:, 0] += square.x1
         points[:, 1] += square.y1
-        return points[:468]
+        return points
 
     def estimate(self, rgb: np.ndarray, box_xywh: tuple[int, int, int, int]) -> Pose | None:
         points = self.landmarks(rgb, box_xywh)
@@ -114,8 +95,8 @@ class MediaPipeMeshPose:
 
 
 def pose_from_landmarks3d(points: np.ndarray, canonical: np.ndarray) -> Pose:
-    """Pose of image-space landmarks (y down, z away from camera) w.r.t. the canonical model."""
-    observed = points * np.array([1.0, -1.0, -1.0])  # to x right, y up, z towards viewer
+    """Pose of image-space landmarks (y down, larger z nearer) w.r.t. the canonical model."""
+    observed = points * np.array([1.0, -1.0, 1.0])  # to x right, y up, z towards viewer
     return pose_from_rotation(kabsch_rotation(canonical[: len(observed)], observed))
 
 

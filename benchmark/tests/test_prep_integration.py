@@ -84,7 +84,8 @@ def test_cli_prep_and_reproduce_say_what_they_did(lfw, tmp_path: Path, capsys) -
         == 0
     )
     out = capsys.readouterr().out
-    assert "NOT A REPRODUCTION YET" in out and "mask, recognize" in out
+    assert "NOT A REPRODUCTION YET" in out and "not implemented in this version: recognize" in out
+    assert "mask mediapipe-mesh" in out
 
 
 def test_cli_errors_are_one_clear_line(tmp_path: Path, capsys) -> None:

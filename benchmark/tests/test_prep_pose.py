@@ -28,9 +28,9 @@ def canonical(store) -> np.ndarray:
 
 
 def _image_points(canonical: np.ndarray, yaw: float, pitch: float, roll: float) -> np.ndarray:
-    """Rotate the model, then to image coordinates (y down, z away), 10 px per cm, centred."""
+    """Rotate the model, then to image coordinates (y down, larger z nearer), 10 px per cm."""
     camera = canonical @ rotation_matrix(yaw, pitch, roll).T
-    return camera * np.array([10.0, -10.0, -10.0]) + np.array([112.0, 112.0, 0.0])
+    return camera * np.array([10.0, -10.0, 10.0]) + np.array([112.0, 112.0, 0.0])
 
 
 def _wflw_from_mesh(points: np.ndarray) -> np.ndarray:

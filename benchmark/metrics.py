@@ -1,0 +1,71 @@
+"""Identification metrics shared by every stage that matches faces (or shapes).
+
+All functions take a similarity matrix ``S`` (queries × gallery, larger = more similar)
+and the index of each query's true gallery entry; everything is vectorized.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def ranks_of_truth(similarity: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """0-based rank of the true gallery item for each query (ties count against it)."""
+    true_scores = similarity[np.arange(len(truth)), truth]
+    return (similarity > true_scores[:, None]).sum(axis=1) + (
+        (similarity == true_scores[:, None]).sum(axis=1) - 1
+    )
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Binomial 95 % interval (Wilson score), sensible near 0 and 1."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def bootstrap_interval(
+    hits: np.ndarray, seed: int = 42, rounds: int = 2000, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile interval of the mean of per-identity hits, resampling identities."""
+    hits = np.asarray(hits, dtype=float)
+    if len(hits) == 0:
+        return (0.0, 1.0)
+    rng = np.random.default_rng(seed)
+    means = hits[rng.integers(0, len(hits), size=(rounds, len(hits)))].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return (float(lo), float(hi))
+
+
+@dataclass(frozen=True)
+class RankSummary:
+    n: int
+    rank1: float
+    rank1_ci: tuple[float, float]
+    chance: float
+    mean_rank0: float
+
+    def describe(self) -> str:
+        lo, hi = self.rank1_ci
+        return (
+            f"rank-1 {100 * self.rank1:.1f} % (95 % CI {100 * lo:.1f}–{100 * hi:.1f}) "
+            f"over n = {self.n}; chance {100 * self.chance:.2f} %"
+        )
+
+
+def summarize(similarity: np.ndarray, truth: np.ndarray, seed: int = 42) -> RankSummary:
+    ranks = ranks_of_truth(similarity, truth)
+    hits = ranks == 0
+    return RankSummary(
+        n=len(truth),
+        rank1=float(hits.mean()) if len(hits) else 0.0,
+        rank1_ci=bootstrap_interval(hits, seed=seed),
+        chance=1.0 / similarity.shape[1] if similarity.shape[1] else 0.0,
+        mean_rank0=float(ranks.mean()) if len(ranks) else 0.0,
+    )

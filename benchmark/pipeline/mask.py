@@ -1,0 +1,333 @@
+"""Mask stage: reconstruct the face in 3D, render it back in pose, cut it to the face.
+
+For every prep crop it writes the original's three images — ``overlay`` (the crop with
+the face region replaced by the render), ``mask_only`` (the render inside the face
+region, white elsewhere) and ``mask_only_black`` (the same on black) — or, when any
+step fails, nothing at all and a recorded reason. Privacy fails closed: pixels of the
+face region that the mesh does not cover take the background colour, never the photo's,
+and an output that would still show the photo inside the face region is refused.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from benchmark import __version__
+from benchmark.assets import AssetStore
+from benchmark.cache import Cache, cache_key
+from benchmark.errors import DmbenchError, ImageReadError
+from benchmark.imageio import decode_png, encode_png, load_image, write_png_atomic
+from benchmark.pipeline.mask_types import (
+    CUTS,
+    RECONSTRUCTORS,
+    RENDERERS,
+    FaceCut,
+    FaceMesh,
+    MaskFailure,
+    Reconstructor,
+    Renderer,
+)
+
+STAGE = "mask"
+VARIANTS = ("overlay", "mask_only", "mask_only_black")
+
+
+def _load_backends() -> None:
+    """Import every module that registers mask backends (optional ones may be absent)."""
+    import importlib
+
+    for module in ("mask_mediapipe", "mask_render", "mask_sfm", "mask_cut_dlib"):
+        try:
+            importlib.import_module(f"benchmark.pipeline.{module}")
+        except ImportError as exc:  # an optional backend's dependency is missing
+            if f"benchmark.pipeline.{module}" in str(exc):
+                raise
+            continue
+
+
+@dataclass(frozen=True)
+class MaskParams:
+    """Guards that make the stage fail closed (see ``compose``)."""
+
+    size: int = 224
+    min_coverage: float = 0.25  # render must cover ≥ this share of the face region
+    max_photo_share: float = 0.05  # at most this share of region pixels may equal the photo
+
+
+@dataclass
+class MaskResult:
+    status: str  # masked | failed
+    reason: str = ""
+    images: dict[str, np.ndarray] | None = field(default=None, repr=False)
+    vertices: np.ndarray | None = field(default=None, repr=False)
+    info: dict = field(default_factory=dict)
+    cached: bool = False
+
+
+def compose(
+    crop: np.ndarray,
+    rendering_rgb: np.ndarray,
+    coverage: np.ndarray,
+    region: np.ndarray,
+    params: MaskParams,
+) -> dict[str, np.ndarray]:
+    """The three outputs, or MaskFailure when they would not hide the face."""
+    if not region.any():
+        raise MaskFailure("empty face region")
+    render = np.clip(np.round(rendering_rgb * 255.0), 0, 255).astype(np.uint8)
+    covered = region & coverage
+    share = covered.sum() / region.sum()
+    if share < params.min_coverage:
+        raise MaskFailure(
+            f"render covers {share:.0%} of the face region (< {params.min_coverage:.0%})"
+        )
+    overlay = crop.copy()
+    overlay[region] = 255  # uncovered face pixels: background, never the photo
+    overlay[covered] = render[covered]
+    mask_only = np.full_like(crop, 255)
+    mask_only[covered] = render[covered]
+    mask_only_black = np.zeros_like(crop)
+    mask_only_black[covered] = render[covered]
+    same = (overlay[region] == crop[region]).all(axis=-1).mean()
+    if same > params.max_photo_share:
+        raise MaskFailure(
+            f"{same:.0%} of the face region would equal the photo "
+            f"(> {params.max_photo_share:.0%}); refusing to write it"
+        )
+    return {"overlay": overlay, "mask_only": mask_only, "mask_only_black": mask_only_black}
+
+
+class MaskStage:
+    """One reconstruct + render + cut combination, through the cache."""
+
+    def __init__(
+        self,
+        reconstructor: Reconstructor,
+        renderer: Renderer,
+        cut: FaceCut,
+        params: MaskParams | None = None,
+        cache: Cache | None = None,
+        store: AssetStore | None = None,
+    ) -> None:
+        self.reconstructor, self.renderer, self.cut = reconstructor, renderer, cut
+        self.params = params or MaskParams()
+        self.cache = cache or Cache(enabled=False)
+        store = store or AssetStore()
+        self.backend = f"{reconstructor.name}+{renderer.name}+{cut.name}"
+        names = tuple(dict.fromkeys((*reconstructor.assets, *renderer.assets, *cut.assets)))
+        self._assets = {name: store.sha256_of(name) for name in names}
+
+    @classmethod
+    def from_names(
+        cls,
+        reconstruct: str | None = None,
+        render: str | None = None,
+        cut: str | None = None,
+        *,
+        store: AssetStore | None = None,
+        device: str = "cpu",
+        params: MaskParams | None = None,
+        cache: Cache | None = None,
+    ) -> MaskStage:
+        _load_backends()
+        store = store or AssetStore()
+        return cls(
+            RECONSTRUCTORS.create(reconstruct, store=store, device=device),
+            RENDERERS.create(render, store=store, device=device),
+            CUTS.create(cut, store=store, device=device),
+            params=params,
+            cache=cache,
+            store=store,
+        )
+
+    def key(self, input_sha256: str) -> str:
+        return cache_key(
+            stage=STAGE,
+            backend=self.backend,
+            input_sha256=input_sha256,
+            params=asdict(self.params),
+            asset_sha256=self._assets,
+        )
+
+    def run_crop(self, crop: np.ndarray) -> MaskResult:
+        """Mask one 224×224 RGB uint8 crop (cached by its pixels' sha256)."""
+        digest = hashlib.sha256(np.ascontiguousarray(crop).tobytes()).hexdigest()
+        key = self.key(digest)
+        entry = self.cache.get(STAGE, key)
+        if entry is not None:
+            record = entry.record
+            result = MaskResult(
+                record["status"], record["reason"], info=record["info"], cached=True
+            )
+            if result.status == "masked":
+                result.images = {v: decode_png(entry.files[f"{v}.png"]) for v in VARIANTS}
+                result.vertices = np.load(io.BytesIO(entry.files["vertices.npy"]))
+            return result
+        result = self._compute(crop)
+        files = {}
+        if result.images is not None:
+            files = {f"{v}.png": encode_png(result.images[v]) for v in VARIANTS}
+            buffer = io.BytesIO()
+            np.save(buffer, result.vertices)
+            files["vertices.npy"] = buffer.getvalue()
+        self.cache.put(
+            STAGE,
+            key,
+            {"status": result.status, "reason": result.reason, "info": result.info},
+            files,
+        )
+        return result
+
+    def _compute(self, crop: np.ndarray) -> MaskResult:
+        size = self.params.size
+        if crop.shape != (size, size, 3) or crop.dtype != np.uint8:
+            return MaskResult(
+                "failed", f"not a {size}x{size} RGB uint8 crop: {crop.shape} {crop.dtype}"
+            )
+        try:
+            mesh: FaceMesh = self.reconstructor.reconstruct(crop)
+            mesh.validate(size)
+            rendering = self.renderer.render(mesh, size)
+            region = self.cut.region(crop, mesh)
+            images = compose(crop, rendering.image, rendering.coverage, region, self.params)
+        except MaskFailure as exc:
+            return MaskResult("failed", exc.reason)
+        except Exception as exc:
+            return MaskResult("failed", f"{type(exc).__name__}: {exc}")
+        info = {
+            "vertices": len(mesh.vertices),
+            "triangles": len(mesh.triangles),
+            "region_px": int(region.sum()),
+            "covered_px": int((region & rendering.coverage).sum()),
+            "mesh": _jsonable(mesh.info),
+        }
+        return MaskResult("masked", images=images, vertices=mesh.vertices, info=info)
+
+
+def _jsonable(info: dict) -> dict:
+    """The reconstructor's facts that can go into a JSON record (arrays become lists)."""
+    out = {}
+    for key, value in info.items():
+        if isinstance(value, np.ndarray):
+            value = value.tolist()
+        try:
+            json.dumps(value)
+        except TypeError:
+            continue
+        out[key] = value
+    return out
+
+
+# -- a whole run ------------------------------------------------------------------------
+@dataclass
+class MaskedFrame:
+    identity: str
+    session: str
+    frame: str  # frame uid
+    crop: str  # path of the prep crop, relative to the run folder
+    result: MaskResult
+
+
+@dataclass
+class MaskRun:
+    out_dir: Path
+    backend: str
+    frames: list[MaskedFrame]
+    seconds: float
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for item in self.frames:
+            out[item.result.status] = out.get(item.result.status, 0) + 1
+        return out
+
+    def failure_reasons(self) -> dict[str, int]:
+        import re
+
+        out: dict[str, int] = {}
+        for item in self.frames:
+            if item.result.status == "failed":
+                reason = re.sub(r"\d+(\.\d+)?", "N", item.result.reason)
+                out[reason] = out.get(reason, 0) + 1
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def output_relpath(backend: str, variant: str, item: MaskedFrame) -> str:
+    stem = Path(item.crop).stem.replace("_prep", "")
+    return f"masks/{backend}/{variant}/{item.identity}/{item.session}/{stem}_{variant}.png"
+
+
+def run_mask(run_dir: Path, stage: MaskStage, progress: bool = True) -> MaskRun:
+    """Mask every selected prep crop of ``run_dir``; write outputs and ``masks.csv``."""
+    from tqdm import tqdm
+
+    run_dir = Path(run_dir)
+    table = run_dir / "frames.csv"
+    if not table.exists():
+        raise DmbenchError(
+            f"{run_dir}: no frames.csv; run `dmbench prep DATASET --out {run_dir}` first"
+        )
+    rows = [r for r in csv.DictReader(table.read_text().splitlines()) if r.get("crop")]
+    start = time.perf_counter()
+    frames = []
+    for row in tqdm(rows, desc=f"mask {stage.backend}", unit="crop", disable=not progress):
+        uid = f"{row['identity']}/{row['session']}/{row['frame']}"
+        try:
+            crop = load_image(run_dir / row["crop"]).rgb
+            result = stage.run_crop(crop)
+        except ImageReadError as exc:
+            result = MaskResult("failed", f"prep crop unreadable: {exc}")
+        frames.append(MaskedFrame(row["identity"], row["session"], uid, row["crop"], result))
+    run = MaskRun(
+        run_dir / "masks" / stage.backend, stage.backend, frames, time.perf_counter() - start
+    )
+    _write_outputs(run_dir, run, stage)
+    return run
+
+
+def _write_outputs(run_dir: Path, run: MaskRun, stage: MaskStage) -> None:
+    run.out_dir.mkdir(parents=True, exist_ok=True)
+    columns = ["identity", "session", "frame", "crop", "status", "reason", *VARIANTS]
+    tmp = run.out_dir / "masks.csv.tmp"
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        for item in run.frames:
+            row = {
+                "identity": item.identity,
+                "session": item.session,
+                "frame": item.frame,
+                "crop": item.crop,
+                "status": item.result.status,
+                "reason": item.result.reason,
+            }
+            for variant in VARIANTS:
+                path = run_dir / output_relpath(run.backend, variant, item)
+                if item.result.images is not None:
+                    write_png_atomic(path, item.result.images[variant])
+                    row[variant] = output_relpath(run.backend, variant, item)
+                else:
+                    path.unlink(missing_ok=True)  # a stale output of an earlier run must go
+                    row[variant] = ""
+            writer.writerow(row)
+    tmp.replace(run.out_dir / "masks.csv")
+    info = {
+        "stage": STAGE,
+        "dmbench_version": __version__,
+        "backend": run.backend,
+        "params": asdict(stage.params),
+        "assets": stage._assets,
+        "counts": run.counts(),
+        "failure_reasons": run.failure_reasons(),
+        "seconds": round(run.seconds, 3),
+        "cache": {"hits": stage.cache.hits, "misses": stage.cache.misses},
+    }
+    (run.out_dir / "run.json").write_text(json.dumps(info, indent=2, default=str))

@@ -1,0 +1,95 @@
+"""Types and protocols of the mask stage, shared by every mask backend.
+
+The mask stage has three swappable roles:
+
+* **reconstruct** — a 224×224 RGB crop → a ``FaceMesh`` in the crop's pixel frame;
+* **render** — a ``FaceMesh`` → a shaded grey image and the pixels it covers;
+* **cut** — the crop (and its mesh) → the boolean face region that the render replaces.
+
+Coordinate convention of ``FaceMesh.vertices`` (one for all backends, so RingNet's
+weak-perspective output, MediaPipe's landmarks and an eos fit all map to it):
+``x`` = column in pixels (right), ``y`` = row in pixels (down), ``z`` = depth in the same
+pixel units, **larger z is nearer the camera**. The camera is orthographic, looking
+along −z. Triangles are listed counter-clockwise as seen by the camera *in a y-up
+frame* (i.e. clockwise on screen, where y points down), so the outward normal of a
+front-facing triangle has a positive z component.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar, Protocol
+
+import numpy as np
+
+from benchmark.errors import DmbenchError
+from benchmark.pipeline.registry import Registry
+
+
+class MaskFailure(DmbenchError):
+    """A mask cannot be made for this crop; the stage records ``reason`` and writes nothing."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+@dataclass(frozen=True)
+class FaceMesh:
+    vertices: np.ndarray  # V x 3 float64, crop pixel frame (see module docstring)
+    triangles: np.ndarray  # F x 3 int64
+    landmarks: np.ndarray | None = None  # K x 2 image points the reconstructor used, if any
+    info: dict = field(default_factory=dict)  # backend facts worth recording (fit error, ...)
+
+    def validate(self, size: int) -> None:
+        """Raise MaskFailure for meshes no renderer should draw (degenerate or off-image)."""
+        v, t = self.vertices, self.triangles
+        if v.ndim != 2 or v.shape[1] != 3 or len(v) < 3:
+            raise MaskFailure(f"degenerate mesh: vertices of shape {v.shape}")
+        if t.ndim != 2 or t.shape[1] != 3 or len(t) == 0:
+            raise MaskFailure(f"degenerate mesh: triangles of shape {t.shape}")
+        if not np.isfinite(v).all():
+            raise MaskFailure("degenerate mesh: non-finite vertices")
+        if t.min() < 0 or t.max() >= len(v):
+            raise MaskFailure("degenerate mesh: triangle index out of range")
+        extent = np.ptp(v[:, :2], axis=0)
+        if extent.min() < 4.0:
+            raise MaskFailure(f"degenerate mesh: projected extent {extent.round(2)} px")
+        inside = ((v[:, 0] >= 0) & (v[:, 0] < size) & (v[:, 1] >= 0) & (v[:, 1] < size)).mean()
+        if inside < 0.5:
+            raise MaskFailure(f"mesh mostly outside the crop ({inside:.0%} of vertices inside)")
+
+
+@dataclass(frozen=True)
+class Rendering:
+    image: np.ndarray  # H x W x 3 float32 in [0, 1], background white
+    coverage: np.ndarray  # H x W bool: pixels covered by the mesh
+
+
+class Reconstructor(Protocol):
+    name: ClassVar[str]
+    assets: ClassVar[tuple[str, ...]]
+
+    def reconstruct(self, crop: np.ndarray) -> FaceMesh:
+        """Mesh of the one face in a 224×224 RGB uint8 crop; MaskFailure if none or several."""
+
+
+class Renderer(Protocol):
+    name: ClassVar[str]
+    assets: ClassVar[tuple[str, ...]]
+
+    def render(self, mesh: FaceMesh, size: int) -> Rendering:
+        """Shaded grey render of ``mesh`` on white, ``size × size``, orthographic."""
+
+
+class FaceCut(Protocol):
+    name: ClassVar[str]
+    assets: ClassVar[tuple[str, ...]]
+
+    def region(self, crop: np.ndarray, mesh: FaceMesh) -> np.ndarray:
+        """Boolean H×W face region of the crop; MaskFailure if it cannot be found."""
+
+
+RECONSTRUCTORS: Registry[Reconstructor] = Registry("mask.reconstruct")
+RENDERERS: Registry[Renderer] = Registry("mask.render")
+CUTS: Registry[FaceCut] = Registry("mask.cut")

@@ -1,0 +1,58 @@
+"""MediaPipe 0.10.21's bundled face mesh, shared by the prep pose and the mask stage.
+
+Landmarks come back in image pixels: x right, y down, and z in the same pixel scale
+with LARGER z NEARER the camera (MediaPipe's own z is negative towards the camera, so
+it is negated here once for every user).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from benchmark.assets import AssetStore
+from benchmark.device import check_device
+from benchmark.errors import DeviceError
+
+MESH_POINTS = 468
+ASSETS = ("mediapipe-face-models",)
+
+
+class MediaPipeFaceMesh:
+    """A verified, CPU-only MediaPipe FaceMesh in static-image mode."""
+
+    def __init__(
+        self,
+        store: AssetStore,
+        device: str = "cpu",
+        max_faces: int = 1,
+        min_detection_confidence: float = 0.3,
+    ) -> None:
+        if check_device(device) == "cuda":
+            raise DeviceError(
+                "MediaPipe's Python wheel runs the face mesh on the CPU only; "
+                "use --device cpu for MediaPipe backends"
+            )
+        # MediaPipe's C++ and TFLite log lines would drown the progress bar.
+        os.environ.setdefault("GLOG_minloglevel", "2")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import mediapipe as mp
+
+        store.directory("mediapipe-face-models")  # verifies the bundled weights' sha256
+        self._mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=True,
+            max_num_faces=max_faces,
+            refine_landmarks=False,
+            min_detection_confidence=min_detection_confidence,
+        )
+
+    def faces(self, rgb: np.ndarray) -> list[np.ndarray]:
+        """One (468, 3) array per face found, in the pixel frame described above."""
+        height, width = rgb.shape[:2]
+        found = self._mesh.process(np.ascontiguousarray(rgb))
+        out = []
+        for face in found.multi_face_landmarks or []:
+            points = np.array([(p.x, p.y, p.z) for p in face.landmark[:MESH_POINTS]])
+            out.append(points * np.array([width, height, -width]))
+        return out

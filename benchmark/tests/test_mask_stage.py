@@ -1,0 +1,171 @@
+"""The mask stage fails closed: properties of the composition, bad crops, no stray files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from benchmark.cache import Cache
+from benchmark.pipeline.mask import VARIANTS, MaskParams, MaskStage, compose, run_mask
+from benchmark.pipeline.mask_types import FaceMesh, MaskFailure, Rendering
+from benchmark.pipeline.prep import run_prep
+
+SIZE = 24
+images = arrays(np.uint8, (SIZE, SIZE, 3), elements=st.integers(0, 255))
+masks = arrays(np.bool_, (SIZE, SIZE))
+
+
+@settings(max_examples=300, deadline=None)
+@given(crop=images, render=images, coverage=masks, region=masks)
+def test_composition_never_shows_the_photo_in_the_face_region(
+    crop, render, coverage, region
+) -> None:
+    params = MaskParams(size=SIZE)
+    try:
+        out = compose(crop, render.astype(np.float32) / 255, coverage, region, params)
+    except MaskFailure:
+        return
+    covered = region & coverage
+    for name, background in (("overlay", None), ("mask_only", 255), ("mask_only_black", 0)):
+        image = out[name]
+        assert (image[covered] == render[covered]).all()
+        uncovered = region & ~coverage
+        expected = 255 if background is None else background
+        assert (image[uncovered] == expected).all(), name
+        if background is not None:
+            assert (image[~region] == background).all()
+    assert (out["overlay"][~region] == crop[~region]).all()
+    same = (out["overlay"][region] == crop[region]).all(axis=-1).mean()
+    assert same <= params.max_photo_share
+    assert not np.array_equal(out["overlay"][region], crop[region])
+
+
+def test_a_render_equal_to_the_photo_is_refused() -> None:
+    crop = np.full((SIZE, SIZE, 3), 200, np.uint8)
+    region = np.ones((SIZE, SIZE), bool)
+    with pytest.raises(MaskFailure, match="equal the photo"):
+        compose(crop, crop.astype(np.float32) / 255, region, region, MaskParams(size=SIZE))
+
+
+class _Failing:
+    name, assets = "failing", ()
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def reconstruct(self, crop):
+        raise self.error
+
+    def render(self, mesh, size):
+        raise self.error
+
+    def region(self, crop, mesh):
+        raise self.error
+
+
+class _Square:
+    """A flat square mesh over the whole crop (wiring only)."""
+
+    name, assets = "square", ()
+
+    def reconstruct(self, crop) -> FaceMesh:
+        v = np.array([[20, 20, 0], [200, 20, 0], [200, 200, 0], [20, 200, 0]], float)
+        return FaceMesh(v, np.array([[0, 2, 1], [0, 3, 2]]))
+
+    def render(self, mesh, size) -> Rendering:
+        image = np.ones((size, size, 3), np.float32)
+        image[20:200, 20:200] = 0.5
+        coverage = np.zeros((size, size), bool)
+        coverage[20:200, 20:200] = True
+        return Rendering(image, coverage)
+
+    def region(self, crop, mesh):
+        region = np.zeros(crop.shape[:2], bool)
+        region[30:190, 30:190] = True
+        return region
+
+
+@pytest.fixture(scope="module")
+def prep_run(lfw20, default_prep, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("prep")
+    run_prep(lfw20.subset(4, seed=5), out, default_prep, progress=False)
+    return out
+
+
+@pytest.mark.parametrize("where", ["reconstruct", "render", "region"])
+@pytest.mark.parametrize("error", [MaskFailure("no face"), RuntimeError("backend crashed")])
+def test_a_failure_anywhere_writes_nothing(prep_run: Path, where: str, error) -> None:
+    parts = {"reconstruct": _Square(), "render": _Square(), "region": _Square()}
+    parts[where] = _Failing(error)
+    stage = MaskStage(
+        parts["reconstruct"], parts["render"], parts["region"], cache=Cache(enabled=False)
+    )
+    stage.backend = f"failing-{where}"
+    run = run_mask(prep_run, stage, progress=False)
+    assert run.frames and all(f.result.status == "failed" for f in run.frames)
+    assert all(f.result.reason for f in run.frames)
+    written = [p for p in (prep_run / "masks" / stage.backend).rglob("*.png")]
+    assert written == []
+    table = (prep_run / "masks" / stage.backend / "masks.csv").read_text()
+    assert table.count("failed") == len(run.frames)
+
+
+def test_wiring_writes_three_outputs_per_crop(prep_run: Path) -> None:
+    stage = MaskStage(_Square(), _Square(), _Square(), cache=Cache(enabled=False))
+    run = run_mask(prep_run, stage, progress=False)
+    assert all(f.result.status == "masked" for f in run.frames)
+    for variant in VARIANTS:
+        assert len(list((run.out_dir / variant).rglob("*.png"))) == len(run.frames)
+
+
+def test_stale_outputs_are_removed_when_a_crop_now_fails(prep_run: Path) -> None:
+    good = MaskStage(_Square(), _Square(), _Square(), cache=Cache(enabled=False))
+    good.backend = "flaky"
+    run_mask(prep_run, good, progress=False)
+    bad = MaskStage(_Failing(MaskFailure("gone")), _Square(), _Square(), cache=Cache(enabled=False))
+    bad.backend = "flaky"
+    run_mask(prep_run, bad, progress=False)
+    assert list((prep_run / "masks" / "flaky").rglob("*.png")) == []
+
+
+def _bad_crops() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {
+        "blank grey": np.full((224, 224, 3), 128, np.uint8),
+        "all white": np.full((224, 224, 3), 255, np.uint8),
+        "all black": np.zeros((224, 224, 3), np.uint8),
+        "noise": rng.integers(0, 256, (224, 224, 3), dtype=np.uint8),
+    }
+
+
+@pytest.fixture(scope="module")
+def default_mask(store) -> MaskStage:
+    return MaskStage.from_names(store=store, cache=Cache(enabled=False))
+
+
+@pytest.mark.parametrize("kind", list(_bad_crops()))
+def test_bad_crops_fail_closed(default_mask, kind: str) -> None:
+    result = default_mask.run_crop(_bad_crops()[kind])
+    assert result.status == "failed" and result.images is None and result.reason
+
+
+def test_face_too_small_fails_closed(default_mask, sample_photo) -> None:
+    import cv2
+
+    from benchmark.imageio import load_image
+
+    face = cv2.resize(load_image(sample_photo).rgb, (24, 24))
+    crop = np.full((224, 224, 3), 128, np.uint8)
+    crop[100:124, 100:124] = face
+    result = default_mask.run_crop(crop)
+    assert result.status == "failed" and result.images is None
+
+
+def test_wrong_crop_shape_fails_closed(default_mask) -> None:
+    result = default_mask.run_crop(np.zeros((100, 224, 3), np.uint8))
+    assert result.status == "failed" and "224x224" in result.reason

@@ -1,0 +1,110 @@
+"""Ranks, intervals, protocols and the Procrustes probe against brute-force references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from benchmark.leakage import procrustes_similarity
+from benchmark.metrics import bootstrap_interval, ranks_of_truth, summarize, wilson_interval
+from benchmark.pipeline.prep import Selection
+from benchmark.protocols import pair_frames
+
+
+@given(
+    arrays(
+        np.float64,
+        st.tuples(st.integers(1, 12), st.integers(1, 12)),
+        elements=st.integers(-3, 3).map(float),
+    ),
+    st.data(),
+)
+def test_ranks_match_brute_force(similarity, data) -> None:
+    nq, ng = similarity.shape
+    truth = np.array(data.draw(st.lists(st.integers(0, ng - 1), min_size=nq, max_size=nq)))
+    expected = []
+    for q in range(nq):
+        true_score = similarity[q, truth[q]]
+        others = [similarity[q, g] for g in range(ng) if g != truth[q]]
+        expected.append(sum(s >= true_score for s in others))  # ties count against truth
+    assert list(ranks_of_truth(similarity, truth)) == expected
+
+
+def test_summary_and_chance() -> None:
+    similarity = np.eye(4) + 0.1
+    summary = summarize(similarity, np.arange(4))
+    assert summary.rank1 == 1.0 and summary.chance == 0.25 and summary.mean_rank0 == 0
+    assert "chance 25.00 %" in summary.describe()
+
+
+def test_wilson_matches_the_reference_numbers() -> None:
+    lo, hi = wilson_interval(289, 555)  # the paper's 52.1 %: REFERENCE.md says about ±4.2
+    assert (hi - lo) / 2 == pytest.approx(0.042, abs=0.001)
+    assert (hi + lo) / 2 == pytest.approx(289 / 555, abs=0.002)
+    assert wilson_interval(0, 555)[0] == 0.0 and wilson_interval(0, 555)[1] < 0.01
+
+
+def test_bootstrap_is_seeded_and_brackets_the_mean() -> None:
+    hits = np.array([1] * 30 + [0] * 70)
+    assert bootstrap_interval(hits, seed=1) == bootstrap_interval(hits, seed=1)
+    lo, hi = bootstrap_interval(hits)
+    assert lo < 0.3 < hi and hi - lo < 0.25
+
+
+def _selections(sessions_per_identity: dict[str, int], lfw: bool) -> list[Selection]:
+    out = []
+    for identity, count in sessions_per_identity.items():
+        for s in range(count):
+            db = f"{identity}/{s}/0"
+            out.append(Selection(identity, str(s), db, db if lfw else f"{identity}/{s}/1"))
+    return out
+
+
+def test_cross_session_pairs_two_different_sessions() -> None:
+    pairs = pair_frames(_selections({"A": 3, "B": 1, "C": 2}, lfw=True), "cross-session")
+    assert [p.identity for p in pairs] == ["A", "C"]  # B has one session only
+    for pair in pairs:
+        assert pair.database.split("/")[1] != pair.query.split("/")[1]
+
+
+def test_same_session_pairs_two_frames_of_one_video() -> None:
+    pairs = pair_frames(_selections({"A": 3, "B": 1}, lfw=False), "same-session", seed=3)
+    assert [p.identity for p in pairs] == ["A", "B"]
+    for pair in pairs:
+        assert pair.database.split("/")[:2] == pair.query.split("/")[:2]
+        assert pair.database != pair.query
+    assert pair_frames(_selections({"A": 3}, lfw=True), "same-session") == []
+    with pytest.raises(ValueError):
+        pair_frames([], "sideways")
+
+
+def test_usable_restricts_before_the_draw() -> None:
+    selections = _selections({"A": 2}, lfw=True)
+    assert pair_frames(selections, "cross-session", usable={"A/0/0"}) == []
+
+
+def _rotation(seed: int) -> np.ndarray:
+    q, r = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))
+    q = q @ np.diag(np.sign(np.diag(r)))
+    return q if np.linalg.det(q) > 0 else -q
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), scale=st.floats(0.1, 10), shift=st.floats(-50, 50))
+def test_procrustes_ignores_similarity_transforms(seed, scale, shift) -> None:
+    rng = np.random.default_rng(seed)
+    shape = rng.normal(size=(40, 3))
+    other = rng.normal(size=(40, 3))
+    moved = scale * shape @ _rotation(seed).T + shift
+    sim = procrustes_similarity(np.stack([moved]), np.stack([shape, other]))
+    assert sim[0, 0] == pytest.approx(1.0, abs=1e-9)
+    assert sim[0, 1] < 0.9
+
+
+def test_procrustes_does_not_allow_reflections() -> None:
+    shape = np.random.default_rng(0).normal(size=(30, 3))
+    mirrored = shape * np.array([-1.0, 1.0, 1.0])
+    assert procrustes_similarity(mirrored[None], shape[None])[0, 0] < 0.99
