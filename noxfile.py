@@ -67,3 +67,32 @@ def lint(session: nox.Session) -> None:
 def gpu_check(session: nox.Session) -> None:
     """Every GPU path of the implemented stages, on the interpreter that has CUDA."""
     session.run("python3", "-m", "benchmark.gpu_check", env={"PYTHONPATH": "."})
+
+
+@nox.session(python=PYTHON, name="opendr_parity")
+def opendr_parity(session: nox.Session) -> None:
+    """Our renderer against OpenDR 0.78 (the original's renderer) on the FLAME sample.
+
+    Needs `apt-get install libosmesa6-dev`. OpenDR's setup.py imports numpy (hence no
+    build isolation) and pulls the old chumpy, which fails on Python 3.11, so the fixed
+    chumpy is put back last.
+    """
+    session.install("-e", ".[test]", "cython")
+    session.install("--no-build-isolation", "opendr==0.78")
+    session.install("--force-reinstall", "--no-deps", "chumpy-fixed")
+    # Fail here, not with a skip, if OpenDR does not load.
+    session.run(
+        "python",
+        "-c",
+        "from benchmark.pipeline.mask_render import OpenDRRenderer; OpenDRRenderer()",
+    )
+    session.run(
+        "pytest",
+        "-q",
+        "-s",
+        "-k",
+        "opendr",
+        "benchmark/tests/test_mask_render.py",
+        *session.posargs,
+        env=_env(session),
+    )

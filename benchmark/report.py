@@ -27,9 +27,11 @@ def contact_sheet(
             break
     if not rows:
         raise ValueError("no masked crop to show")
-    header, label_w = 18, 150
+    header, label_w = 40, 150
     sheet = Image.new("RGB", (label_w + 4 * tile, header + len(rows) * tile), "white")
     draw = ImageDraw.Draw(sheet)
+    for line, text in enumerate(mask_run.backend.split("+")):
+        draw.text((4, 3 + 12 * line), text, fill="gray")
     for col, title in enumerate(("crop", *VARIANTS)):
         draw.text((label_w + col * tile + 4, 3), title, fill="black")
     for r, (identity, images) in enumerate(rows):
@@ -38,7 +40,6 @@ def contact_sheet(
         for col, image in enumerate(images):
             small = Image.fromarray(np.asarray(image)).resize((tile, tile), Image.BILINEAR)
             sheet.paste(small, (label_w + col * tile, y))
-    draw.text((4, header + len(rows) * tile - 14), mask_run.backend[:24], fill="gray")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out)

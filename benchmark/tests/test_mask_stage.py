@@ -169,3 +169,26 @@ def test_face_too_small_fails_closed(default_mask, sample_photo) -> None:
 def test_wrong_crop_shape_fails_closed(default_mask) -> None:
     result = default_mask.run_crop(np.zeros((100, 224, 3), np.uint8))
     assert result.status == "failed" and "224x224" in result.reason
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_real_stage_property_masked_or_nothing(default_mask, sample_photo, data) -> None:
+    """Any crop — a real face under random occlusion, shift and contrast, or noise — is
+    either masked with the face region changed, or fails with no image at all."""
+    import cv2
+
+    from benchmark.imageio import load_image
+
+    face = cv2.resize(load_image(sample_photo).rgb, (224, 224))
+    shift = data.draw(st.integers(-60, 60))
+    gain = data.draw(st.floats(0.2, 1.5))
+    crop = np.clip(np.roll(face, shift, axis=1).astype(float) * gain, 0, 255).astype(np.uint8)
+    x, y, w, h = (data.draw(st.integers(0, 200)) for _ in range(4))
+    crop[y : y + h, x : x + w] = data.draw(st.integers(0, 255))
+    result = default_mask.run_crop(crop)
+    if result.status == "failed":
+        assert result.images is None and result.reason
+    else:
+        changed = (result.images["overlay"] != crop).any(axis=-1)
+        assert changed.sum() > 0.05 * changed.size
