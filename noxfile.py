@@ -33,8 +33,21 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def reproduce(session: nox.Session) -> None:
-    session.install("-e", ".")
-    session.run("dmbench", "reproduce", *session.posargs, env=_env(session))
+    """The study on the default profile: results, report, then its claims as tests.
+
+    `nox -s reproduce -- --profile paper --data PATH` for the original's models.
+    """
+    session.install("-e", ".[test]")
+    args = list(session.posargs)
+    profile = args[args.index("--profile") + 1] if "--profile" in args else "lfw"
+    out = args[args.index("--out") + 1] if "--out" in args else f"results/{profile}"
+    if "--out" not in args:
+        args += ["--out", out]
+    env = _env(session)
+    session.run("dmbench", "reproduce", *args, env=env)
+    env["DMBENCH_RESULTS"] = str(Path(out) / "results.json")
+    session.run("pytest", "-q", "-rA", "-p", "no:cacheprovider", "benchmark/test_claims.py",
+                "-k", f"claim_rank1 and {profile}_", env=env)
 
 
 @nox.session(python=PYTHON)

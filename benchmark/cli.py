@@ -10,9 +10,6 @@ from pathlib import Path
 from benchmark import __version__
 from benchmark.errors import DmbenchError
 
-# Stages of the full reproduction and whether this version implements them.
-STAGES = {"prep": True, "mask": True, "recognize": False}
-
 
 def cmd_assets(args: argparse.Namespace) -> int:
     from benchmark.assets import AssetStore
@@ -194,30 +191,51 @@ def cmd_mask(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    """The main job: every implemented stage on the default profile; says what is missing."""
+    """The main job: the whole study on a profile, its report, and its claims."""
     from benchmark.assets import AssetStore
-    from benchmark.datasets import fetch_dataset, resolve_dataset
-    from benchmark.settings import offline
+    from benchmark.claims import evaluate
+    from benchmark.report import write_report
+    from benchmark.specs import load_claims, load_profiles
+    from benchmark.study import StudyOptions, missing_assets, run_study
 
-    out = Path(args.out)
-    print(f"dmbench {__version__} reproduce: profile '{args.profile}', dataset '{args.data}'")
-    if args.data == "lfw" and not offline():
-        try:
-            resolve_dataset("lfw")
-        except DmbenchError:
-            print("LFW is not available locally: fetching the drawn identities (verified).")
-            fetch_dataset(AssetStore(), "lfw", args.identities, args.seed)
-    _prep(args, args.data, out / "prep")
-    _mask(args, out / "prep")
-    missing = [name for name, done in STAGES.items() if not done]
-    if missing:
-        print(
-            "\nNOT A REPRODUCTION YET: stage not implemented in this version: "
-            + ", ".join(missing)
-            + ". No rank-1 number and no claim of the study was computed. The stages "
-            + ", ".join(name for name, done in STAGES.items() if done)
-            + f" ran; their tables are in {out / 'prep'}."
+    profile = load_profiles()[args.profile]
+    store = AssetStore()
+    missing = missing_assets(profile, store)
+    if missing and not args.data:
+        raise DmbenchError(
+            f"profile '{profile.name}' needs assets that are not available: "
+            f"{', '.join(missing)}\n\n" + "\n\n".join(store[m].how_to_obtain() for m in missing)
         )
+    out = Path(args.out or f"results/{profile.name}")
+    print(f"dmbench {__version__} reproduce: profile '{profile.name}' → {out}")
+    options = StudyOptions(
+        data=args.data,
+        identities=args.identities,
+        device=args.device,
+        use_cache=not args.no_cache,
+        progress=not args.quiet,
+    )
+    results = run_study(profile, out, options, store)
+    report = write_report(results, out)
+    print(f"\nresults: {out / 'results.json'}\nreport:  {report}")
+    for embedder in profile.embedders:
+        for scenario in ("Face2Face", "Overlay2Face", "Overlay2Overlay"):
+            row = results.find(scenario, embedder)
+            lo, hi = row["rank1_ci"]
+            print(
+                f"  {embedder:22} {scenario:16} rank-1 {100 * row['rank1']:5.1f} % "
+                f"[{100 * lo:.1f}–{100 * hi:.1f}]  n = {row['n']}, chance "
+                f"{100 * row['chance']:.2f} %"
+            )
+    print("claims:")
+    for claim in load_claims():
+        if claim.profile == profile.name:
+            for embedder in profile.embedders:
+                verdict = evaluate(claim, results, embedder)
+                print(
+                    f"  [{'holds' if verdict.holds else 'DOES NOT HOLD'}] {claim.id} "
+                    f"({embedder}): {verdict.measured}"
+                )
     return 0
 
 
@@ -313,13 +331,20 @@ def build_parser() -> argparse.ArgumentParser:
     add_prep_options(prep)
     prep.set_defaults(func=cmd_prep)
 
-    reproduce = sub.add_parser("reproduce", help="run the study's pipeline end to end")
-    reproduce.add_argument("--profile", default="lfw", choices=["lfw"])
-    reproduce.add_argument("--data", default="lfw")
-    reproduce.add_argument("--out", default="results/lfw")
-    add_prep_options(reproduce)
-    add_mask_options(reproduce)
-    reproduce.set_defaults(func=cmd_reproduce, identities=555)
+    reproduce = sub.add_parser("reproduce", help="run the whole study on a profile")
+    reproduce.add_argument("--profile", default="lfw", choices=["lfw", "paper"])
+    reproduce.add_argument("--data", default=None, help="dataset folder (default: the profile's)")
+    reproduce.add_argument("--out", default=None, help="results folder (results/<profile>)")
+    reproduce.add_argument(
+        "--identities",
+        type=int,
+        default=None,
+        help="number of identities (default: the profile's, 555)",
+    )
+    reproduce.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    reproduce.add_argument("--no-cache", action="store_true")
+    reproduce.add_argument("--quiet", action="store_true")
+    reproduce.set_defaults(func=cmd_reproduce)
     return parser
 
 

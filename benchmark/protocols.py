@@ -50,8 +50,8 @@ def pair_frames(
         sessions = sorted(by_identity[identity], key=lambda s: natural_key(s.session))
         if protocol == "same-session":
             sessions = [s for s in sessions if s.database != s.query]
-            if sessions:
-                chosen = sessions[int(rng.integers(len(sessions)))]
+            if sessions:  # as the original: rng.choice(videos, size=1, replace=False)[0]
+                chosen = sessions[int(rng.choice(len(sessions), size=1, replace=False)[0])]
                 pairs.append(Pair(identity, chosen.database, chosen.query))
         elif len(sessions) >= 2:
             first, second = rng.choice(len(sessions), size=2, replace=False)

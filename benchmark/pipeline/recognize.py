@@ -1,0 +1,314 @@
+"""Recognize stage: embed every image variant, match queries to the database, score.
+
+Images: ``face`` is the prep crop; ``overlay``, ``mask_only`` and ``mask_only_black``
+come from a mask run (one per reconstruct backend, called the mask *source*). Each image
+is embedded with the face detected on that very image, as the original does; an image on
+which the recogniser finds no face has no embedding and is counted per side.
+
+Valid identities (the original's rule): both the database and the query frame have a
+``face`` and an ``overlay`` embedding (for every mask source in play). The protocol then
+draws one pair per valid identity, and every scenario is scored on those pairs.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from benchmark.assets import AssetStore
+from benchmark.cache import Cache, cache_key
+from benchmark.errors import DmbenchError, ImageReadError
+from benchmark.imageio import load_image
+from benchmark.metrics import bootstrap_interval, ranks_of_truth
+from benchmark.pipeline.recognize_types import EMBEDDERS, Embedder, Embedding, similarity_matrix
+from benchmark.protocols import Pair
+from benchmark.specs import Scenario
+
+STAGE = "recognize"
+CMC_DEPTH = 20
+
+
+def load_embedders() -> None:
+    import importlib
+
+    for module in ("recognize_sface", "recognize_dlib", "recognize_insightface"):
+        try:
+            importlib.import_module(f"benchmark.pipeline.{module}")
+        except ImportError as exc:
+            if f"benchmark.pipeline.{module}" in str(exc):
+                raise
+
+
+@dataclass(frozen=True)
+class RecognizeParams:
+    # The original turned every channel value 255 into 0 in EVERY image before embedding
+    # (meant for black-background masks). Off by default.
+    reference_quirks: bool = False
+    batch_size: int = 32
+
+
+def apply_quirks(image: np.ndarray, params: RecognizeParams) -> np.ndarray:
+    if not params.reference_quirks:
+        return image
+    out = image.copy()
+    out[out == 255] = 0
+    return out
+
+
+class RecognizeStage:
+    """One embedder over many images, through the cache, in batches."""
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        params: RecognizeParams | None = None,
+        cache: Cache | None = None,
+        store: AssetStore | None = None,
+    ) -> None:
+        self.embedder = embedder
+        self.params = params or RecognizeParams()
+        self.cache = cache or Cache(enabled=False)
+        store = store or AssetStore()
+        self._assets = {name: store.sha256_of(name) for name in embedder.assets}
+
+    @classmethod
+    def from_name(
+        cls,
+        name: str | None = None,
+        *,
+        store: AssetStore | None = None,
+        device: str = "cpu",
+        params: RecognizeParams | None = None,
+        cache: Cache | None = None,
+    ) -> RecognizeStage:
+        load_embedders()
+        store = store or AssetStore()
+        params = params or RecognizeParams()
+        embedder = EMBEDDERS.create(name, store=store, device=device, batch_size=params.batch_size)
+        return cls(embedder, params, cache, store)
+
+    def key(self, image_sha256: str) -> str:
+        params = {"reference_quirks": self.params.reference_quirks}
+        return cache_key(
+            stage=STAGE,
+            backend=self.embedder.name,
+            input_sha256=image_sha256,
+            params=params,
+            asset_sha256=self._assets,
+        )
+
+    def embed(self, images: dict[str, np.ndarray], progress: bool = False) -> dict[str, Embedding]:
+        """Embeddings of ``{image id: RGB uint8}``; cached ones are not recomputed."""
+        from tqdm import tqdm
+
+        out: dict[str, Embedding] = {}
+        todo: list[tuple[str, str, np.ndarray]] = []
+        for image_id, image in images.items():
+            key = self.key(hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest())
+            entry = self.cache.get(STAGE, key)
+            if entry is None:
+                todo.append((image_id, key, image))
+                continue
+            vector = (
+                np.load(io.BytesIO(entry.files["vector.npy"]))
+                if "vector.npy" in entry.files
+                else None
+            )
+            out[image_id] = Embedding(vector, entry.record["reason"], entry.record["det_score"])
+        size = self.params.batch_size
+        batches = range(0, len(todo), size)
+        for start in tqdm(
+            batches,
+            desc=f"embed {self.embedder.name}",
+            unit="batch",
+            disable=not progress or not todo,
+        ):
+            chunk = todo[start : start + size]
+            inputs = [apply_quirks(image, self.params) for _, _, image in chunk]
+            try:
+                results = self.embedder.embed(inputs)
+            except Exception as exc:  # noqa: BLE001 - a crashed batch fails its images
+                results = [
+                    Embedding(None, f"embedder failed: {type(exc).__name__}: {exc}") for _ in chunk
+                ]
+            for (image_id, key, _), result in zip(chunk, results, strict=True):
+                out[image_id] = result
+                files = {}
+                if result.vector is not None:
+                    buffer = io.BytesIO()
+                    np.save(buffer, np.asarray(result.vector, dtype=np.float32))
+                    files["vector.npy"] = buffer.getvalue()
+                if not result.reason.startswith("embedder failed"):
+                    self.cache.put(
+                        STAGE, key, {"reason": result.reason, "det_score": result.det_score}, files
+                    )
+        return out
+
+
+# -- images of a run ---------------------------------------------------------------------
+def image_id(source: str, variant: str, uid: str) -> str:
+    return f"{source}|{variant}|{uid}"
+
+
+def collect_images(prep_dir: Path, mask_sources: list[str]) -> dict[str, Path]:
+    """Every image of a prep run and its mask runs: ``{image id: path}``."""
+    prep_dir = Path(prep_dir)
+    paths: dict[str, Path] = {}
+    table = prep_dir / "frames.csv"
+    if not table.exists():
+        raise DmbenchError(f"{prep_dir}: no frames.csv; run `dmbench prep` first")
+    for row in csv.DictReader(table.read_text().splitlines()):
+        if row.get("crop"):
+            uid = f"{row['identity']}/{row['session']}/{row['frame']}"
+            paths[image_id("prep", "face", uid)] = prep_dir / row["crop"]
+    for source in mask_sources:
+        masks = prep_dir / "masks" / source / "masks.csv"
+        if not masks.exists():
+            raise DmbenchError(f"{prep_dir}: no mask run '{source}'; run `dmbench mask` first")
+        for row in csv.DictReader(masks.read_text().splitlines()):
+            for variant in ("overlay", "mask_only", "mask_only_black"):
+                if row.get(variant):
+                    paths[image_id(source, variant, row["frame"])] = prep_dir / row[variant]
+    return paths
+
+
+def load_images(paths: dict[str, Path]) -> dict[str, np.ndarray]:
+    images = {}
+    for key, path in paths.items():
+        try:
+            images[key] = load_image(path).rgb
+        except ImageReadError:
+            continue  # a missing image is a missing embedding, counted downstream
+    return images
+
+
+def valid_uids(embeddings: dict[str, Embedding], mask_sources: list[str]) -> set[str]:
+    """Frames with a face and an overlay embedding for every mask source (original's rule)."""
+
+    def has(key: str) -> bool:
+        return key in embeddings and embeddings[key].vector is not None
+
+    uids = {k.split("|", 2)[2] for k in embeddings if k.startswith("prep|face|")}
+    return {
+        u
+        for u in uids
+        if has(image_id("prep", "face", u))
+        and all(has(image_id(s, "overlay", u)) for s in mask_sources)
+    }
+
+
+# -- scoring -----------------------------------------------------------------------------
+@dataclass
+class ScenarioResult:
+    scenario: str
+    family: str
+    protocol: str
+    embedder: str
+    query_source: str
+    database_source: str
+    pairs: int  # identities the protocol paired
+    n: int  # queries scored (own embedding and true database entry present)
+    gallery: int
+    query_failures: int  # no face found by the recogniser on the query image
+    database_failures: int
+    rank1: float
+    rank1_ci: tuple[float, float]
+    rank1_all: float  # failures counted as misses, over all pairs
+    rank5: float
+    rank10: float
+    cmc: list[float]
+    mean_rank0: float
+    mean_rank1: float
+    chance: float
+    hits: dict[str, int]  # identity → 1 if identified at rank 1 (for paired comparisons)
+
+    def row(self) -> dict:
+        data = asdict(self)
+        data.pop("hits")
+        return data
+
+
+def score_scenario(
+    pairs: list[Pair],
+    embeddings: dict[str, Embedding],
+    scenario: Scenario,
+    *,
+    protocol: str,
+    embedder: str,
+    metric: str,
+    query_source: str,
+    database_source: str,
+    reference_quirks: bool = False,
+    seed: int = 42,
+) -> ScenarioResult:
+    """Match every query against the whole database in one matrix product."""
+    q_variant, d_variant = scenario.variants(reference_quirks)
+    q_src = "prep" if q_variant == "face" else query_source
+    d_src = "prep" if d_variant == "face" else database_source
+
+    def vector(source: str, variant: str, uid: str) -> np.ndarray | None:
+        found = embeddings.get(image_id(source, variant, uid))
+        return None if found is None else found.vector
+
+    gallery_ids, gallery_vecs = [], []
+    for pair in pairs:
+        vec = vector(d_src, d_variant, pair.database)
+        if vec is not None:
+            gallery_ids.append(pair.identity)
+            gallery_vecs.append(vec)
+    position = {identity: i for i, identity in enumerate(gallery_ids)}
+    query_ids, query_vecs, query_failures = [], [], 0
+    for pair in pairs:
+        vec = vector(q_src, q_variant, pair.query)
+        if vec is None:
+            query_failures += 1
+        elif pair.identity in position:
+            query_ids.append(pair.identity)
+            query_vecs.append(vec)
+    n, ranks = len(query_ids), np.zeros(0, dtype=int)
+    if n and gallery_vecs:
+        sim = similarity_matrix(np.stack(query_vecs), np.stack(gallery_vecs), metric)
+        ranks = ranks_of_truth(sim, np.array([position[i] for i in query_ids]))
+    hits = (ranks == 0).astype(int)
+    cmc = [float((ranks < k).mean()) if n else 0.0 for k in range(1, CMC_DEPTH + 1)]
+    return ScenarioResult(
+        scenario=scenario.name,
+        family=scenario.family,
+        protocol=protocol,
+        embedder=embedder,
+        query_source=q_src,
+        database_source=d_src,
+        pairs=len(pairs),
+        n=n,
+        gallery=len(gallery_ids),
+        query_failures=query_failures,
+        database_failures=len(pairs) - len(gallery_ids),
+        rank1=float(hits.mean()) if n else 0.0,
+        rank1_ci=bootstrap_interval(hits, seed=seed) if n else (0.0, 1.0),
+        rank1_all=float(hits.sum() / len(pairs)) if pairs else 0.0,
+        rank5=cmc[4],
+        rank10=cmc[9],
+        cmc=cmc,
+        mean_rank0=float(ranks.mean()) if n else float("nan"),
+        mean_rank1=float(ranks.mean() + 1) if n else float("nan"),
+        chance=1.0 / len(gallery_ids) if gallery_ids else 0.0,
+        hits=dict(zip(query_ids, hits.tolist(), strict=True)),
+    )
+
+
+def paired_difference_interval(
+    better: ScenarioResult, worse: ScenarioResult, seed: int = 42, rounds: int = 2000
+) -> tuple[float, float, float]:
+    """Rank-1 difference (better − worse) on identities scored in both, with a bootstrap
+    interval that resamples identities (keeping each identity's two outcomes together)."""
+    common = sorted(set(better.hits) & set(worse.hits))
+    if not common:
+        return (0.0, -1.0, 1.0)
+    diff = np.array([better.hits[i] - worse.hits[i] for i in common], dtype=float)
+    lo, hi = bootstrap_interval(diff, seed=seed, rounds=rounds)
+    return (float(diff.mean()), lo, hi)

@@ -1,0 +1,55 @@
+"""Types and the protocol of face-recognition backends (the attacker's model).
+
+As in the original, the face is detected on the very image being embedded — a photo,
+an overlay or a mask — and an image on which the recogniser's own detector finds no
+face gets no embedding (counted, never guessed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
+
+import numpy as np
+
+from benchmark.pipeline.registry import Registry
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """One image's embedding, or why there is none."""
+
+    vector: np.ndarray | None  # 1-D float32, L2-normalised for cosine backends
+    reason: str = ""  # why vector is None ("no face detected", ...)
+    det_score: float | None = None
+
+
+class Embedder(Protocol):
+    name: ClassVar[str]
+    assets: ClassVar[tuple[str, ...]]
+    metric: ClassVar[str]  # "cosine" or "euclidean": how two vectors are compared
+    dim: ClassVar[int]
+
+    def embed(self, images: list[np.ndarray]) -> list[Embedding]:
+        """Detect, align and embed each RGB uint8 image (batched where the model allows)."""
+
+
+EMBEDDERS: Registry[Embedder] = Registry("recognize.embedder")
+
+
+def similarity_matrix(queries: np.ndarray, gallery: np.ndarray, metric: str) -> np.ndarray:
+    """(nq, ng) similarity, larger = more alike, in one matrix product.
+
+    cosine: dot product of L2-normalised vectors. euclidean (dlib's own distance): the
+    negated Euclidean distance, via ‖q‖² + ‖g‖² − 2 q·g.
+    """
+    queries = np.asarray(queries, dtype=np.float64)
+    gallery = np.asarray(gallery, dtype=np.float64)
+    if metric == "cosine":
+        q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+        g = gallery / np.linalg.norm(gallery, axis=1, keepdims=True)
+        return q @ g.T
+    if metric == "euclidean":
+        sq = (queries**2).sum(1)[:, None] + (gallery**2).sum(1)[None, :] - 2 * queries @ gallery.T
+        return -np.sqrt(np.maximum(sq, 0.0))
+    raise ValueError(f"unknown metric {metric!r}")

@@ -1,0 +1,86 @@
+"""Scenarios, profiles and claims of the study, as data (TOML beside this file)."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SPEC_DIR = Path(__file__).resolve().parent
+IMAGE_VARIANTS = ("face", "overlay", "mask_only", "mask_only_black")
+
+
+def _load(name: str) -> dict[str, Any]:
+    with open(SPEC_DIR / name, "rb") as handle:
+        return tomllib.load(handle)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    query: str
+    database: str
+    family: str  # Face2Face | Mask2Face | Mask2Mask
+    description: str
+
+    def variants(self, reference_quirks: bool = False) -> tuple[str, str]:
+        """(query, database) variants actually loaded; the original's bug behind a switch."""
+        if reference_quirks and self.name == "MaskOnlyBlack2Face":
+            return ("mask_only_black", "mask_only_black")
+        return (self.query, self.database)
+
+
+def load_scenarios() -> list[Scenario]:
+    return [Scenario(**raw) for raw in _load("scenarios.toml")["scenario"]]
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    dataset: str
+    identities: int | None
+    protocol: str
+    detector: str
+    pose: str
+    reconstruct: tuple[str, ...]
+    render: str
+    cut: str
+    embedders: tuple[str, ...]
+    seed: int = 42
+    reference_quirks: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def load_profiles() -> dict[str, Profile]:
+    out = {}
+    for raw in _load("profiles.toml")["profile"]:
+        raw = dict(raw)
+        for key in ("reconstruct", "embedders"):
+            raw[key] = tuple(raw[key])
+        known = Profile.__dataclass_fields__
+        extra = {k: raw.pop(k) for k in list(raw) if k not in known}
+        out[raw["name"]] = Profile(**raw, extra=extra)
+    return out
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    profile: str
+    kind: str
+    statement: str
+    citation: str
+    reasoning: str
+    params: dict[str, Any]
+    known_failure: str = ""
+
+
+def load_claims() -> list[Claim]:
+    claims = []
+    for raw in _load("claims.toml")["claim"]:
+        raw = dict(raw)
+        params = raw.pop("params", {})
+        claims.append(Claim(**raw, params=params))
+    return claims
