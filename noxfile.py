@@ -27,7 +27,7 @@ def _env(session: nox.Session) -> dict[str, str]:
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    session.install("-e", ".[test]", TORCH)
+    session.install("-e", ".[test,insightface]", TORCH)
     session.run("pytest", *(session.posargs or ["-q"]), env=_env(session))
 
 
@@ -46,28 +46,37 @@ def reproduce(session: nox.Session) -> None:
     env = _env(session)
     session.run("dmbench", "reproduce", *args, env=env)
     env["DMBENCH_RESULTS"] = str(Path(out) / "results.json")
-    session.run("pytest", "-q", "-rA", "-p", "no:cacheprovider", "benchmark/test_claims.py",
-                "-k", f"claim_rank1 and {profile}_", env=env)
+    session.run(
+        "pytest",
+        "-q",
+        "-rA",
+        "-p",
+        "no:cacheprovider",
+        "benchmark/test_claims.py",
+        "-k",
+        f"claim_rank1 and {profile}_",
+        env=env,
+    )
 
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Saves a benchmark run and compares it with the previous one (ratios matter)."""
+    """Stage benchmarks: save this run, then print its ratios to the previous saved run."""
     session.install("-e", ".[test]")
-    storage = Path(".benchmarks")
-    previous = list(storage.rglob("*.json")) if storage.exists() else []
-    args = [
+    session.run(
         "pytest",
         "-q",
+        "-p",
+        "no:cacheprovider",
         "-k",
         "test_bench_",
         "--benchmark-enable",
         "--benchmark-autosave",
         "--benchmark-columns=min,median,mean,stddev,rounds",
-    ]
-    if previous:
-        args += ["--benchmark-compare"]
-    session.run(*args, *session.posargs, env=_env(session))
+        *session.posargs,
+        env=_env(session),
+    )
+    session.run("python", "-m", "benchmark.bench_compare", ".benchmarks")
 
 
 @nox.session(python=PYTHON)

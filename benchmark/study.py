@@ -203,7 +203,7 @@ def run_study(
         if pairs:
             leakage[source] = geometry_reidentification(vertices, pairs, profile.seed).__dict__
 
-    images = load_images(collect_images(prep_dir, sources))
+    paths = collect_images(prep_dir, sources)
     scenarios = load_scenarios()
     rows, hits, embed_counts = [], {}, {}
     for embedder_name in profile.embedders:
@@ -215,15 +215,22 @@ def run_study(
             cache=cache,
             params=RecognizeParams(profile.reference_quirks),
         )
-        embeddings = stage.embed(images, progress=options.progress)
+        # Phase 1: faces and overlays of every selected frame decide the valid identities
+        # (the original's rule); phase 2: the other variants only for the paired frames.
+        first = {k: p for k, p in paths.items() if k.split("|")[1] in ("face", "overlay")}
+        embeddings = stage.embed(load_images(first), progress=options.progress)
+        pairs = pair_frames(
+            selections, profile.protocol, profile.seed, valid_uids(embeddings, sources)
+        )
+        paired = {uid for pair in pairs for uid in (pair.database, pair.query)}
+        second = {k: p for k, p in paths.items() if k not in first and k.split("|", 2)[2] in paired}
+        embeddings |= stage.embed(load_images(second), progress=options.progress)
         timings[f"recognize_{embedder_name}_s"] = time.perf_counter() - start
         embed_counts[embedder_name] = {
             "images": len(embeddings),
             "no_face": sum(e.vector is None for e in embeddings.values()),
+            "valid_identities": len(pairs),
         }
-        pairs = pair_frames(
-            selections, profile.protocol, profile.seed, valid_uids(embeddings, sources)
-        )
         combos = [(s, s, False) for s in sources] + [
             (a, b, True) for a, b in permutations(sources, 2)
         ]

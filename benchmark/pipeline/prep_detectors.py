@@ -81,6 +81,8 @@ class YuNet:
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
         height, width = rgb.shape[:2]
+        if min(height, width) < 32:
+            return []  # YuNet returns garbage boxes (score 1.0, ~1e27 px) on such inputs
         scale = min(1.0, self.max_side / max(height, width))
         bgr = np.ascontiguousarray(rgb[..., ::-1])
         if scale < 1.0:

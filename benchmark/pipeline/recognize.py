@@ -132,7 +132,7 @@ class RecognizeStage:
             inputs = [apply_quirks(image, self.params) for _, _, image in chunk]
             try:
                 results = self.embedder.embed(inputs)
-            except Exception as exc:  # noqa: BLE001 - a crashed batch fails its images
+            except Exception as exc:  # a crashed batch fails its images, not the run
                 results = [
                     Embedding(None, f"embedder failed: {type(exc).__name__}: {exc}") for _ in chunk
                 ]

@@ -1,0 +1,100 @@
+"""``dlib-resnet``: dlib's HOG detector, 5-point landmarks and ResNet-29 face descriptor.
+
+The classic dlib pipeline (as in dlib's ``face_recognition.py`` example and the
+``face_recognition`` package), with the model files of ``face_recognition_models``
+resolved and sha256-verified through the asset store:
+
+* detection: ``dlib.get_frontal_face_detector()`` upsampled once (as the prep and mask
+  stages' dlib code), run as ``detector.run(image, 1, 0)`` to get each face's score at the
+  detector's own threshold (0). When several faces are found the highest-scoring one is
+  embedded (the original's InsightFace path takes its detector's first face, which is also
+  its best-scoring one); none found means no embedding.
+* landmarks: ``shape_predictor_5_face_landmarks.dat``.
+* descriptor: ``face_recognition_model_v1(dlib_face_recognition_resnet_model_v1.dat)``,
+  ``compute_face_descriptor`` with dlib's defaults (no jitter, padding 0.25), through its
+  batch form (a list of images with their detections) ``batch_size`` images at a time.
+
+Vectors are dlib's raw 128-d descriptors (not normalised), compared with the Euclidean
+distance, dlib's own metric: two descriptors closer than 0.6 are the same person in dlib's
+documentation (99.38 % on LFW). CPU only, unless dlib itself was built with CUDA.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from benchmark.assets import AssetStore
+from benchmark.device import check_device
+from benchmark.errors import DeviceError, DmbenchError
+from benchmark.pipeline.landmarks_dlib import as_uint8_image
+from benchmark.pipeline.recognize_types import EMBEDDERS, Embedding
+
+ASSET = "dlib-face-recognition-models"
+PREDICTOR_5 = "models/shape_predictor_5_face_landmarks.dat"
+RESNET = "models/dlib_face_recognition_resnet_model_v1.dat"
+UPSAMPLE = 1
+SAME_PERSON_DISTANCE = 0.6  # dlib's documented threshold
+
+
+@EMBEDDERS.register("dlib-resnet")
+class DlibResNetEmbedder:
+    name = "dlib-resnet"
+    assets = (ASSET,)
+    metric = "euclidean"
+    dim = 128
+
+    def __init__(self, store: AssetStore, device: str = "cpu", batch_size: int = 32) -> None:
+        check_device(device)
+        try:
+            import dlib
+        except ImportError as exc:
+            raise DmbenchError(
+                f"the dlib-resnet embedder needs the dlib package ({exc}): "
+                "pip install 'dlib-bin==20.0.1.post1'"
+            ) from exc
+        if device == "cuda" and not getattr(dlib, "DLIB_USE_CUDA", False):
+            raise DeviceError(
+                "device 'cuda' requested for dlib-resnet, but this dlib was built without "
+                "CUDA (the dlib-bin wheels are CPU-only). Run it with --device cpu, or "
+                "build dlib with CUDA."
+            )
+        self.device = device
+        self.batch_size = max(1, int(batch_size))
+        self._dlib = dlib
+        self.detector = dlib.get_frontal_face_detector()
+        self.predictor = dlib.shape_predictor(str(store.file(ASSET, PREDICTOR_5)))
+        self.model = dlib.face_recognition_model_v1(str(store.file(ASSET, RESNET)))
+
+    def best_face(self, rgb: np.ndarray):
+        """(rectangle, score) of the highest-scoring HOG detection, or None."""
+        rects, scores, _ = self.detector.run(rgb, UPSAMPLE, 0.0)
+        if len(rects) == 0:
+            return None
+        best = int(np.argmax(scores))
+        return rects[best], float(scores[best])
+
+    def embed(self, images: list[np.ndarray]) -> list[Embedding]:
+        dlib = self._dlib
+        results: list[Embedding | None] = [None] * len(images)
+        todo: list[tuple[int, np.ndarray, object, float]] = []
+        for i, image in enumerate(images):
+            rgb = as_uint8_image(image)
+            if rgb.ndim == 2:
+                rgb = np.ascontiguousarray(np.repeat(rgb[..., None], 3, axis=2))
+            found = self.best_face(rgb)
+            if found is None:
+                results[i] = Embedding(None, "no face detected (dlib HOG found none)")
+                continue
+            rect, score = found
+            shapes = dlib.full_object_detections()
+            shapes.append(self.predictor(rgb, rect))
+            todo.append((i, rgb, shapes, score))
+        for start in range(0, len(todo), self.batch_size):
+            chunk = todo[start : start + self.batch_size]
+            descriptors = self.model.compute_face_descriptor(
+                [rgb for _, rgb, _, _ in chunk], [shapes for _, _, shapes, _ in chunk]
+            )
+            for (i, _, _, score), per_image in zip(chunk, descriptors, strict=True):
+                vector = np.asarray(per_image[0], dtype=np.float32)
+                results[i] = Embedding(vector, "", score)
+        return results  # type: ignore[return-value]

@@ -1,0 +1,94 @@
+"""The whole pipeline (prep → mask → recognize → report) on ~30 real LFW-dev identities.
+
+It asserts the structure of the results and of the claims, not the paper's numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmark.claims import evaluate
+from benchmark.cli import main
+from benchmark.specs import load_claims, load_profiles, load_scenarios
+from benchmark.study import StudyOptions, load_results, run_study
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def small_study(store, lfw, tmp_path_factory):
+    profile = load_profiles()["lfw"]
+    out = tmp_path_factory.mktemp("study")
+    results = run_study(profile, out, StudyOptions(identities=30, progress=False), store)
+    return results, out
+
+
+def test_results_cover_every_scenario_and_source(small_study) -> None:
+    results, out = small_study
+    profile = load_profiles()["lfw"]
+    sources = results.config["mask_sources"]
+    assert len(sources) == len(profile.reconstruct) == 2
+    for embedder in profile.embedders:
+        for scenario in load_scenarios():
+            for source in sources:
+                row = results.find(scenario.name, embedder, source)
+                assert 0 <= row["rank1"] <= 1 and row["pairs"] >= row["n"] >= 0
+                lo, hi = row["rank1_ci"]
+                assert lo <= row["rank1"] <= hi
+                assert row["chance"] == pytest.approx(1 / row["gallery"])
+                assert row["cmc"][0] == pytest.approx(row["rank1"])
+            if scenario.family == "Mask2Mask":  # cross-mask: query and database masks differ
+                row = results.find(scenario.name, embedder, sources[0], sources[1])
+                assert row["cross_mask"] and row["query_source"] != row["database_source"]
+    face = results.find("Face2Face", profile.embedders[0])
+    assert face["rank1"] > 0.5, "the recogniser works on faces of ~30 identities"
+    saved = load_results(out / "results.json")
+    assert saved.scenarios == json.loads(json.dumps(results.scenarios))
+    assert saved.environment["packages"]["numpy"]
+
+
+def test_every_lfw_claim_evaluates(small_study) -> None:
+    results, _ = small_study
+    for claim in load_claims():
+        if claim.profile == "lfw":
+            for embedder in load_profiles()["lfw"].embedders:
+                verdict = evaluate(claim, results, embedder)
+                assert isinstance(verdict.holds, bool)
+                assert "%" in verdict.measured or "points" in verdict.measured
+
+
+def test_second_run_is_served_from_the_cache(small_study, store) -> None:
+    results, out = small_study
+    again = run_study(
+        load_profiles()["lfw"], out, StudyOptions(identities=30, progress=False), store
+    )
+    assert again.scenarios == results.scenarios
+    assert sum(again.timings.values()) < sum(results.timings.values())
+
+
+def test_cli_reproduce_writes_report_and_judges_claims(lfw, tmp_path: Path, capsys) -> None:
+    assert main(["reproduce", "--identities", "12", "--out", str(tmp_path / "r"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "claims:" in out and "Face2Face" in out
+    report = (tmp_path / "r" / "report.md").read_text()
+    for needle in (
+        "## Claims",
+        "## Scenarios",
+        "chance",
+        "fig1_mask2face_vs_mask2mask.png",
+        "cmc.png",
+        "contact_sheet.png",
+        "## Timings",
+    ):
+        assert needle in report
+    assert (tmp_path / "r" / "fig1_mask2face_vs_mask2mask.png").stat().st_size > 5000
+
+
+def test_paper_profile_names_every_missing_asset(capsys) -> None:
+    assert main(["reproduce", "--profile", "paper"]) == 2
+    err = capsys.readouterr().err
+    for name in ("youtube-faces", "pfld", "ringnet", "dlib-81", "insightface-buffalo-l"):
+        assert name in err
