@@ -69,9 +69,13 @@ def bar_chart(results, out: Path) -> Path:
     embedders = results.config["profile"]["embedders"]
     labels, values, errors, colours = [], [], [], []
     for family, scenario in (("Mask2Face", "Overlay2Face"), ("Mask2Mask", "Overlay2Overlay")):
-        labels.append(f"{family}\npaper")
-        values.append(PAPER_VALUES[family])
-        errors.append((0.0, 0.0))
+        from benchmark.metrics import wilson_interval
+
+        paper = PAPER_VALUES[family]
+        lo, hi = wilson_interval(round(paper * 555), 555)
+        labels.append(f"{family}\npaper (YTF,\noriginal models)")
+        values.append(paper)
+        errors.append((paper - lo, hi - paper))
         colours.append("#999999")
         for embedder in embedders:
             row = results.find(scenario, embedder)
