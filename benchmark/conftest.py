@@ -75,3 +75,12 @@ def sample_photo(lfw20: Dataset, default_prep) -> Path:
         if default_prep.run_frame(frame).status == "kept":
             return frame.path
     pytest.fail("the default prep keeps no photo of lfw20")
+
+
+@pytest.fixture(scope="session")
+def kept_crops(lfw20: Dataset, default_prep) -> list:
+    """Real 224×224 prep crops of lfw20: every frame the default prep keeps, in order."""
+    crops = [r.crop for r in map(default_prep.run_frame, lfw20.frames) if r.status == "kept"]
+    if not crops:
+        pytest.fail("the default prep keeps no photo of lfw20")
+    return crops

@@ -9,17 +9,11 @@ from benchmark.pipeline.mask import _load_backends
 from benchmark.pipeline.mask_types import RECONSTRUCTORS
 
 
-@pytest.fixture(scope="module")
-def kept_crops(lfw20, default_prep):
-    crops = [r.crop for r in map(default_prep.run_frame, lfw20.frames) if r.status == "kept"]
-    return crops[:10]
-
-
 @pytest.mark.parametrize("reconstruct", ["mediapipe-mesh", "sfm-eos"])
 def test_bench_reconstruct_per_crop(benchmark, store, kept_crops, reconstruct) -> None:
     _load_backends()
     backend = RECONSTRUCTORS.create(reconstruct, store=store)
-    crops = iter(kept_crops * 1000)
+    crops = iter(kept_crops[:10] * 1000)
     mesh = benchmark(lambda: backend.reconstruct(next(crops)))
     assert len(mesh.vertices) > 400
     benchmark.extra_info["backend"] = reconstruct
