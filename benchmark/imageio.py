@@ -125,13 +125,14 @@ def load_image(path: Path | str, data: bytes | None = None) -> LoadedImage:
     return LoadedImage(rgb, note)
 
 
-def write_png_atomic(path: Path, rgb: np.ndarray) -> None:
-    """Write an RGB image so that readers never see a partial file."""
+def write_png_atomic(path: Path, image: np.ndarray | bytes) -> None:
+    """Write an RGB image (or its PNG bytes) so that readers never see a partial file."""
+    data = image if isinstance(image, bytes) else encode_png(image)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".png")
-    os.close(fd)
     try:
-        Image.fromarray(rgb).save(tmp, format="PNG")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

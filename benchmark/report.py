@@ -22,7 +22,7 @@ def contact_sheet(
             continue
         seen.add(item.identity)
         crop = load_image(Path(run_dir) / item.crop).rgb
-        rows.append((item.identity, [crop] + [item.result.images[v] for v in VARIANTS]))
+        rows.append((item.identity, [crop] + [item.result.image(v) for v in VARIANTS]))
         if len(rows) == identities:
             break
     if not rows:

@@ -70,6 +70,19 @@ class MaskResult:
     vertices: np.ndarray | None = field(default=None, repr=False)
     info: dict = field(default_factory=dict)
     cached: bool = False
+    encoded: dict[str, bytes] | None = field(default=None, repr=False)  # PNG of each variant
+
+    def image(self, variant: str) -> np.ndarray:
+        """One output as pixels (decoded from the cache's PNG on demand)."""
+        if self.images is not None:
+            return self.images[variant]
+        if self.encoded is None:
+            raise ValueError(f"no {variant} image: the mask failed ({self.reason})")
+        return decode_png(self.encoded[f"{variant}.png"])
+
+    @property
+    def masked(self) -> bool:
+        return self.status == "masked"
 
 
 def compose(
@@ -168,13 +181,14 @@ class MaskStage:
                 record["status"], record["reason"], info=record["info"], cached=True
             )
             if result.status == "masked":
-                result.images = {v: decode_png(entry.files[f"{v}.png"]) for v in VARIANTS}
+                result.encoded = {f"{v}.png": entry.files[f"{v}.png"] for v in VARIANTS}
                 result.vertices = np.load(io.BytesIO(entry.files["vertices.npy"]))
             return result
         result = self._compute(crop)
         files = {}
         if result.images is not None:
             files = {f"{v}.png": encode_png(result.images[v]) for v in VARIANTS}
+            result.encoded = dict(files)
             buffer = io.BytesIO()
             np.save(buffer, result.vertices)
             files["vertices.npy"] = buffer.getvalue()
@@ -311,8 +325,8 @@ def _write_outputs(run_dir: Path, run: MaskRun, stage: MaskStage) -> None:
             }
             for variant in VARIANTS:
                 path = run_dir / output_relpath(run.backend, variant, item)
-                if item.result.images is not None:
-                    write_png_atomic(path, item.result.images[variant])
+                if item.result.encoded is not None:
+                    write_png_atomic(path, item.result.encoded[f"{variant}.png"])
                     row[variant] = output_relpath(run.backend, variant, item)
                 else:
                     path.unlink(missing_ok=True)  # a stale output of an earlier run must go

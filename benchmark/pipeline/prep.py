@@ -117,6 +117,7 @@ class FrameResult:
     crop_box: tuple[int, ...] | None = None
     cached: bool = False
     crop: np.ndarray | None = field(default=None, repr=False)
+    crop_png: bytes | None = field(default=None, repr=False)  # the crop as stored
 
     def record(self) -> dict[str, Any]:
         """What the cache stores for this frame (everything but the frame and the crop)."""
@@ -204,11 +205,14 @@ class PrepStage:
                 **{k: (tuple(v) if isinstance(v, list) else v) for k, v in rec.items()},
             )
             if result.status == "kept":
-                result.crop = decode_png(entry.files["crop.png"])
+                result.crop_png = entry.files["crop.png"]
+                result.crop = decode_png(result.crop_png)
             return result
         result = self._compute(frame, data)
         result.input_sha256 = digest
-        files = {"crop.png": encode_png(result.crop)} if result.crop is not None else {}
+        if result.crop is not None:
+            result.crop_png = encode_png(result.crop)
+        files = {"crop.png": result.crop_png} if result.crop_png is not None else {}
         self.cache.put(STAGE, key, result.record(), files)
         return result
 
@@ -402,7 +406,7 @@ def run_prep(
             roles[sel.query] = "query"
     for res in results:
         if res.frame.uid in roles and res.crop is not None:
-            write_png_atomic(out_dir / crop_relpath(res.frame), res.crop)
+            write_png_atomic(out_dir / crop_relpath(res.frame), res.crop_png or res.crop)
     _write_table(out_dir / "frames.csv", results, roles, dataset.problems)
     with open(out_dir / "selection.csv", "w", newline="") as handle:
         writer = csv.writer(handle)

@@ -102,14 +102,21 @@ class RecognizeStage:
             asset_sha256=self._assets,
         )
 
-    def embed(self, images: dict[str, np.ndarray], progress: bool = False) -> dict[str, Embedding]:
-        """Embeddings of ``{image id: RGB uint8}``; cached ones are not recomputed."""
+    def embed(
+        self, images: dict[str, np.ndarray | bytes], progress: bool = False
+    ) -> dict[str, Embedding]:
+        """Embeddings of ``{image id: RGB uint8 array, or the image file's bytes}``.
+
+        Cached ones are not recomputed; file bytes are keyed by their sha256 and decoded
+        only on a cache miss, so a warm run reads files but decodes nothing.
+        """
         from tqdm import tqdm
 
         out: dict[str, Embedding] = {}
-        todo: list[tuple[str, str, np.ndarray]] = []
+        todo: list[tuple[str, str, np.ndarray | bytes]] = []
         for image_id, image in images.items():
-            key = self.key(hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest())
+            raw = image if isinstance(image, bytes) else np.ascontiguousarray(image).tobytes()
+            key = self.key(hashlib.sha256(raw).hexdigest())
             entry = self.cache.get(STAGE, key)
             if entry is None:
                 todo.append((image_id, key, image))
@@ -129,13 +136,22 @@ class RecognizeStage:
             disable=not progress or not todo,
         ):
             chunk = todo[start : start + size]
-            inputs = [apply_quirks(image, self.params) for _, _, image in chunk]
+            inputs, broken = [], {}
+            for position, (image_id, _, image) in enumerate(chunk):
+                if isinstance(image, bytes):
+                    try:
+                        image = load_image(image_id, image).rgb
+                    except ImageReadError as exc:
+                        broken[position] = Embedding(None, f"unreadable image: {exc.reason}")
+                        image = np.zeros((32, 32, 3), np.uint8)
+                inputs.append(apply_quirks(image, self.params))
             try:
                 results = self.embedder.embed(inputs)
             except Exception as exc:  # a crashed batch fails its images, not the run
                 results = [
                     Embedding(None, f"embedder failed: {type(exc).__name__}: {exc}") for _ in chunk
                 ]
+            results = [broken.get(i, result) for i, result in enumerate(results)]
             for (image_id, key, _), result in zip(chunk, results, strict=True):
                 out[image_id] = result
                 files = {}
@@ -177,12 +193,13 @@ def collect_images(prep_dir: Path, mask_sources: list[str]) -> dict[str, Path]:
     return paths
 
 
-def load_images(paths: dict[str, Path]) -> dict[str, np.ndarray]:
+def load_images(paths: dict[str, Path]) -> dict[str, bytes]:
+    """The files' bytes (decoded only when an embedding is not cached)."""
     images = {}
     for key, path in paths.items():
         try:
-            images[key] = load_image(path).rgb
-        except ImageReadError:
+            images[key] = Path(path).read_bytes()
+        except OSError:
             continue  # a missing image is a missing embedding, counted downstream
     return images
 

@@ -40,7 +40,7 @@ def crops(kept_crops) -> list[np.ndarray]:
     """Real 224×224 prep crops of lfw20 (frames the default prep keeps)."""
     if len(kept_crops) < N_CROPS:
         pytest.skip(f"only {len(kept_crops)} kept crops in lfw20")
-    return kept_crops[: N_CROPS]
+    return kept_crops[:N_CROPS]
 
 
 @pytest.fixture(scope="module")
