@@ -138,3 +138,13 @@ def test_binomial_tail_exact() -> None:
     for k in (0, 1, 3, 20):
         exact = sum(comb(n, j) * p**j * (1 - p) ** (n - j) for j in range(k, n + 1))
         assert binomial_tail(k, n, p) == pytest.approx(exact, rel=1e-9)
+
+
+def test_reference_quirk_turns_every_255_into_0_only_when_asked() -> None:
+    from benchmark.pipeline.recognize import RecognizeParams, apply_quirks
+
+    image = np.array([[[255, 10, 255], [0, 255, 7]]], np.uint8)
+    assert np.array_equal(apply_quirks(image, RecognizeParams()), image)
+    quirked = apply_quirks(image, RecognizeParams(reference_quirks=True))
+    assert quirked.tolist() == [[[0, 10, 0], [0, 0, 7]]]
+    assert image[0, 0, 0] == 255, "the input is not modified in place"
