@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from benchmark.assets import AssetStore
 from benchmark.cache import Cache
@@ -18,6 +19,12 @@ from benchmark.errors import DmbenchError
 
 # Keep tests quiet and deterministic.
 os.environ.setdefault("DMBENCH_PROGRESS", "0")
+
+# In CI, property tests draw the same examples every run (no flaky red from a new random
+# draw); locally they keep exploring new ones.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")

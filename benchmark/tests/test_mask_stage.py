@@ -190,5 +190,10 @@ def test_real_stage_property_masked_or_nothing(default_mask, sample_photo, data)
     if result.status == "failed":
         assert result.images is None and result.reason
     else:
+        # Every face-region pixel is replaced except at most max_photo_share of them that
+        # happen to equal the photo; nothing outside the region changes.
         changed = (result.images["overlay"] != crop).any(axis=-1)
-        assert changed.sum() > 0.05 * changed.size
+        region_px = result.info["region_px"]
+        assert region_px > 0
+        assert changed.sum() >= (1 - default_mask.params.max_photo_share) * region_px
+        assert changed.sum() <= region_px
