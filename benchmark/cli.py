@@ -126,7 +126,7 @@ def _prep(args: argparse.Namespace, dataset_spec: str, out: Path):
         params=params,
         cache=Cache(enabled=not args.no_cache),
     )
-    run = run_prep(dataset, out, stage, progress=not args.quiet)
+    run = run_prep(dataset, out, stage, progress=not args.quiet, lazy=args.selection == "lazy")
     counts = run.counts()
     print(
         f"prep {stage.backend} on {dataset.name} ({len(dataset.identities())} identities, "

@@ -104,7 +104,7 @@ class FrameResult:
     """One row of the run table; ``crop`` is only set for kept frames."""
 
     frame: Frame
-    status: str  # kept | dropped | error
+    status: str  # kept | dropped | error | skipped (lazy selection did not need it)
     reason: str = ""
     input_sha256: str = ""
     note: str = ""
@@ -374,30 +374,92 @@ def crop_relpath(frame: Frame) -> str:
     return f"crops/{frame.identity}/{frame.session}/{frame.index:06d}_prep.png"
 
 
+def lazy_visit_order(frames: list[Frame], rng: np.random.Generator) -> list[Frame]:
+    """A session's frames in a seeded random order (lazy selection visits them so)."""
+    return [frames[i] for i in rng.permutation(len(frames))]
+
+
+def select_lazily(results_in_visit_order: list[FrameResult]) -> tuple[str, str] | None:
+    """The first two kept frames of a randomly ordered visit: (database, query).
+
+    The first two successes of a uniformly random permutation are a uniformly random
+    ordered pair of distinct kept frames — the same distribution as drawing 2 of all kept
+    frames (tested statistically), found without running the models on the rest.
+    """
+    kept = [r.frame.uid for r in results_in_visit_order if r.status == "kept"][:2]
+    return (kept[0], kept[1]) if len(kept) == 2 else None
+
+
 def run_prep(
     dataset: Dataset,
     out_dir: Path,
     stage: PrepStage,
     progress: bool = True,
+    lazy: bool = False,
 ) -> PrepRun:
-    """Prep every frame of ``dataset``; write the table, the selection and the crops."""
+    """Prep the frames of ``dataset``; write the table, the selection and the crops.
+
+    ``lazy``: per session, visit frames in a seeded random order and stop after two kept
+    frames (unvisited frames are recorded as ``skipped``); otherwise every frame is prepped
+    and two kept frames are drawn as the original does.
+    """
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    results = []
-    for frame in tqdm(
-        dataset.frames, desc=f"prep {stage.backend}", unit="img", disable=not progress
-    ):
+    results: list[FrameResult] = []
+    bar = tqdm(
+        total=len(dataset.frames), desc=f"prep {stage.backend}", unit="img", disable=not progress
+    )
+
+    def prep_one(frame: Frame) -> FrameResult:
         expected = dataset.expected_sha256.get(frame.rel)
         try:
-            results.append(stage.run_frame(frame, expected))
+            result = stage.run_frame(frame, expected)
         except DmbenchError as exc:
-            results.append(FrameResult(frame, "error", str(exc)))
+            result = FrameResult(frame, "error", str(exc))
+        bar.update()
+        return result
+
+    lazy_selections: list[Selection] = []
+    if not lazy:
+        results = [prep_one(frame) for frame in dataset.frames]
+    else:
+        rng = np.random.default_rng(stage.params.seed)
+        sessions: dict[tuple[str, str], list[Frame]] = defaultdict(list)
+        for frame in dataset.frames:
+            sessions[(frame.identity, frame.session)].append(frame)
+        for (identity, session), frames in sessions.items():
+            visited: list[FrameResult] = []
+            for frame in lazy_visit_order(frames, rng):
+                if sum(r.status == "kept" for r in visited) == 2:
+                    visited.append(
+                        FrameResult(
+                            frame,
+                            "skipped",
+                            "not visited: lazy selection already has two kept frames",
+                        )
+                    )
+                    bar.update()
+                    continue
+                visited.append(prep_one(frame))
+            pair = select_lazily(visited)
+            if pair is not None:
+                lazy_selections.append(Selection(identity, session, *pair))
+            elif dataset.layout == "lfw":
+                single = [r.frame.uid for r in visited if r.status == "kept"]
+                if single:
+                    lazy_selections.append(Selection(identity, session, single[0], single[0]))
+            results.extend(sorted(visited, key=lambda r: r.frame.index))
+    bar.close()
     seconds = time.perf_counter() - start
-    selections = select_frames(
-        results, stage.params.seed, single_frame_sessions=dataset.layout == "lfw"
+    selections = (
+        lazy_selections
+        if lazy
+        else select_frames(
+            results, stage.params.seed, single_frame_sessions=dataset.layout == "lfw"
+        )
     )
     roles: dict[str, str] = {}
     for sel in selections:
