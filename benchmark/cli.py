@@ -297,6 +297,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--max-yaw", type=float, default=defaults.max_yaw)
         p.add_argument("--max-pitch", type=float, default=defaults.max_pitch)
         p.add_argument(
+            "--selection",
+            choices=["exhaustive", "lazy"],
+            default="exhaustive",
+            help="lazy: per video, visit frames in a seeded random order and stop at two "
+            "kept ones (same distribution, far fewer model calls)",
+        )
+        p.add_argument(
             "--reference-quirks",
             action="store_true",
             help="also drop frames the original dropped by its crash on boxes "

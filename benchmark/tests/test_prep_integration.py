@@ -68,6 +68,23 @@ def test_cli_prep_says_what_it_did(lfw, tmp_path: Path, capsys) -> None:
     assert main(["prep", root, "--out", str(tmp_path / "p"), "--identities", "3", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "kept" in out and (tmp_path / "p" / "frames.csv").exists()
+    assert (
+        main(
+            [
+                "prep",
+                root,
+                "--out",
+                str(tmp_path / "lazy"),
+                "--identities",
+                "3",
+                "--selection",
+                "lazy",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert "sessions selected" in capsys.readouterr().out
 
 
 def test_cli_errors_are_one_clear_line(tmp_path: Path, capsys) -> None:
