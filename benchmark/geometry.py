@@ -43,8 +43,14 @@ class SquareBox:
 
     @property
     def needs_padding(self) -> bool:
-        """Where the original crashed (float paddings to copyMakeBorder): it dropped the frame."""
-        return any(self.pads)
+        """Where the original crashed and dropped the frame: its square leaves the image by
+        any amount, even under a pixel (it then called copyMakeBorder with float paddings)."""
+        return (
+            self.x1 < 0
+            or self.y1 < 0
+            or self.x1 + self.size > self.width
+            or self.y1 + self.size > self.height
+        )
 
     @property
     def region(self) -> tuple[int, int, int, int]:

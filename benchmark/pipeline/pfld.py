@@ -157,9 +157,7 @@ def upstream_crop_needs_padding(
     image_hw: tuple[int, int], box_xyxy: tuple[float, float, float, float]
 ) -> bool:
     """True when upstream ``get_ypr`` would call ``cv2.copyMakeBorder`` (and crash) for this box."""
-    square = _square(image_hw, box_xyxy)
-    sx1, sy1, side = square.x1, square.y1, square.size
-    return sx1 < 0 or sy1 < 0 or sx1 + side > square.width or sy1 + side > square.height
+    return _square(image_hw, box_xyxy).needs_padding
 
 
 def square_crop_112(
