@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from benchmark.metrics import bootstrap_interval, wilson_interval
+from benchmark.metrics import paired_difference, wilson_interval
 from benchmark.specs import Claim
 from benchmark.study import StudyResults
 
@@ -63,16 +63,14 @@ def evaluate(claim: Claim, results: StudyResults, embedder: str) -> Verdict:
     if claim.kind == "difference_positive":
         better = results.find(p["better"], embedder)
         worse = results.find(p["worse"], embedder)
-        a, b = results.hits_of(better), results.hits_of(worse)
-        common = sorted(set(a) & set(b))
-        diffs = [a[i] - b[i] for i in common]
-        mean = sum(diffs) / len(diffs) if diffs else 0.0
-        lo, hi = bootstrap_interval(diffs, seed=results.config["profile"]["seed"])
+        mean, lo, hi, n = paired_difference(
+            results.hits_of(better), results.hits_of(worse), seed=results.config["profile"]["seed"]
+        )
         return Verdict(
             lo > 0,
             f"{p['better']} − {p['worse']} [{embedder}] = "
             f"{100 * mean:.1f} points (paired bootstrap 95 % CI "
-            f"{100 * lo:.1f}–{100 * hi:.1f}) over {len(common)} identities",
+            f"{100 * lo:.1f}–{100 * hi:.1f}) over {n} identities",
         )
     if claim.kind == "rank1_within_binomial_interval":
         successes = round(p["target"] * p["n"])

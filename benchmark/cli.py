@@ -313,10 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     def add_mask_options(p: argparse.ArgumentParser) -> None:
-        from benchmark.pipeline.mask import _load_backends
+        from benchmark.pipeline.mask import load_backends
         from benchmark.pipeline.mask_types import CUTS, RECONSTRUCTORS, RENDERERS
 
-        _load_backends()
+        load_backends()
         p.add_argument(
             "--reconstruct", default=RECONSTRUCTORS.default, choices=RECONSTRUCTORS.names()
         )

@@ -43,6 +43,23 @@ def bootstrap_interval(
     return (float(lo), float(hi))
 
 
+def paired_difference(
+    better: dict[str, int], worse: dict[str, int], seed: int = 42, rounds: int = 2000
+) -> tuple[float, float, float, int]:
+    """Rank-1 difference (better − worse) over identities scored in both, with a bootstrap
+    interval that resamples identities (each identity's two outcomes stay together).
+
+    Takes ``{identity: 1 if identified at rank 1}`` per scenario; returns
+    (mean, low, high, identities); no common identity gives (0, −1, 1, 0).
+    """
+    common = sorted(set(better) & set(worse))
+    if not common:
+        return (0.0, -1.0, 1.0, 0)
+    diff = np.array([better[i] - worse[i] for i in common], dtype=float)
+    lo, hi = bootstrap_interval(diff, seed=seed, rounds=rounds)
+    return (float(diff.mean()), lo, hi, len(common))
+
+
 @dataclass(frozen=True)
 class RankSummary:
     n: int

@@ -35,22 +35,15 @@ from benchmark.pipeline.mask_types import (
     Reconstructor,
     Renderer,
 )
+from benchmark.pipeline.registry import import_backends
 
 STAGE = "mask"
 VARIANTS = ("overlay", "mask_only", "mask_only_black")
 
 
-def _load_backends() -> None:
-    """Import every module that registers mask backends (optional ones may be absent)."""
-    import importlib
-
-    for module in ("mask_mediapipe", "mask_render", "mask_sfm", "mask_cut_dlib"):
-        try:
-            importlib.import_module(f"benchmark.pipeline.{module}")
-        except ImportError as exc:  # an optional backend's dependency is missing
-            if f"benchmark.pipeline.{module}" in str(exc):
-                raise
-            continue
+def load_backends() -> None:
+    """Register every mask backend whose dependencies are installed."""
+    import_backends("mask_mediapipe", "mask_render", "mask_sfm", "mask_cut_dlib")
 
 
 @dataclass(frozen=True)
@@ -150,7 +143,7 @@ class MaskStage:
         params: MaskParams | None = None,
         cache: Cache | None = None,
     ) -> MaskStage:
-        _load_backends()
+        load_backends()
         store = store or AssetStore()
         return cls(
             RECONSTRUCTORS.create(reconstruct, store=store, device=device),

@@ -26,6 +26,7 @@ from benchmark.errors import DmbenchError, ImageReadError
 from benchmark.imageio import load_image
 from benchmark.metrics import bootstrap_interval, ranks_of_truth
 from benchmark.pipeline.recognize_types import EMBEDDERS, Embedder, Embedding, similarity_matrix
+from benchmark.pipeline.registry import import_backends
 from benchmark.protocols import Pair
 from benchmark.specs import Scenario
 
@@ -34,14 +35,8 @@ CMC_DEPTH = 20
 
 
 def load_embedders() -> None:
-    import importlib
-
-    for module in ("recognize_sface", "recognize_dlib", "recognize_insightface"):
-        try:
-            importlib.import_module(f"benchmark.pipeline.{module}")
-        except ImportError as exc:
-            if f"benchmark.pipeline.{module}" in str(exc):
-                raise
+    """Register every recogniser whose dependencies are installed."""
+    import_backends("recognize_sface", "recognize_dlib", "recognize_insightface")
 
 
 @dataclass(frozen=True)
@@ -316,16 +311,3 @@ def score_scenario(
         chance=1.0 / len(gallery_ids) if gallery_ids else 0.0,
         hits=dict(zip(query_ids, hits.tolist(), strict=True)),
     )
-
-
-def paired_difference_interval(
-    better: ScenarioResult, worse: ScenarioResult, seed: int = 42, rounds: int = 2000
-) -> tuple[float, float, float]:
-    """Rank-1 difference (better − worse) on identities scored in both, with a bootstrap
-    interval that resamples identities (keeping each identity's two outcomes together)."""
-    common = sorted(set(better.hits) & set(worse.hits))
-    if not common:
-        return (0.0, -1.0, 1.0)
-    diff = np.array([better.hits[i] - worse.hits[i] for i in common], dtype=float)
-    lo, hi = bootstrap_interval(diff, seed=seed, rounds=rounds)
-    return (float(diff.mean()), lo, hi)

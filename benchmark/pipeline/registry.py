@@ -7,6 +7,7 @@ anonymizer or a detector is one file.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -46,3 +47,18 @@ class Registry(Generic[T]):
 
     def create(self, name: str | None, **kwargs: Any) -> T:
         return self.cls(name)(**kwargs)
+
+
+def import_backends(*modules: str) -> None:
+    """Import the ``benchmark.pipeline`` modules that register backends.
+
+    A module whose optional third-party dependency is missing is skipped (its backends
+    are then simply not offered); a missing module of our own still raises.
+    """
+    for module in modules:
+        name = f"benchmark.pipeline.{module}"
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            if name in str(exc):
+                raise

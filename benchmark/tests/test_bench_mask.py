@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from benchmark.pipeline.mask import _load_backends
+from benchmark.pipeline.mask import load_backends
 from benchmark.pipeline.mask_types import RECONSTRUCTORS
 
 
 @pytest.mark.parametrize("reconstruct", ["mediapipe-mesh", "sfm-eos"])
 def test_bench_reconstruct_per_crop(benchmark, store, kept_crops, reconstruct) -> None:
-    _load_backends()
+    load_backends()
     backend = RECONSTRUCTORS.create(reconstruct, store=store)
     crops = iter(kept_crops[:10] * 1000)
     mesh = benchmark(lambda: backend.reconstruct(next(crops)))

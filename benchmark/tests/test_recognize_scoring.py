@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from benchmark.claims import binomial_tail
-from benchmark.pipeline.recognize import image_id, paired_difference_interval, score_scenario
+from benchmark.metrics import paired_difference
+from benchmark.pipeline.recognize import image_id, score_scenario
 from benchmark.pipeline.recognize_types import Embedding, similarity_matrix
 from benchmark.protocols import Pair
 from benchmark.specs import load_scenarios
@@ -105,7 +106,7 @@ def test_similarity_matrix_equals_loops(nq, ng, seed) -> None:
             assert euc[i, j] == pytest.approx(-np.linalg.norm(q[i] - g[j]), abs=1e-9)
 
 
-def test_paired_difference_interval() -> None:
+def test_paired_difference() -> None:
     pairs, emb = _setup(40, 1, set(), set())
     face = score_scenario(
         pairs,
@@ -127,7 +128,8 @@ def test_paired_difference_interval() -> None:
         query_source="m",
         database_source="m",
     )
-    mean, lo, hi = paired_difference_interval(face, masked)
+    mean, lo, hi, n = paired_difference(face.hits, masked.hits)
+    assert n == 40
     assert face.rank1 > masked.rank1 and lo <= mean <= hi and lo > 0
 
 

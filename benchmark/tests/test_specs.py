@@ -29,7 +29,7 @@ def test_reference_quirk_reproduces_the_originals_loaded_files() -> None:
 
 
 def test_profiles_name_registered_backends() -> None:
-    from benchmark.pipeline.mask import _load_backends
+    from benchmark.pipeline.mask import load_backends
     from benchmark.pipeline.mask_types import CUTS, RECONSTRUCTORS, RENDERERS
     from benchmark.pipeline.prep import DETECTORS, POSES
     from benchmark.pipeline.prep_detectors import YuNet  # noqa: F401 - registers
@@ -38,7 +38,7 @@ def test_profiles_name_registered_backends() -> None:
     from benchmark.pipeline.recognize_types import EMBEDDERS
     from benchmark.protocols import PROTOCOLS
 
-    _load_backends()
+    load_backends()
     load_embedders()
     for profile in load_profiles().values():
         assert profile.detector in DETECTORS.names() and profile.pose in POSES.names()
