@@ -385,6 +385,14 @@ class AssetStore:
         except AssetError:
             return False
 
+    def present(self, name: str) -> bool:
+        """Usable here without a download: a dataset's folder exists (its files are verified
+        one by one as they are read), or every file of a model or mesh verifies."""
+        asset = self[name]
+        if asset.kind == "dataset":
+            return any(d.is_dir() for d in self.candidate_dirs(asset))
+        return self.available(name)
+
     def _resolve_local(self, asset: Asset, entry: AssetFile) -> Path:
         saved = self.allow_download
         self.allow_download = False

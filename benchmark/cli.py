@@ -18,13 +18,12 @@ def cmd_assets(args: argparse.Namespace) -> int:
     if args.action == "list":
         print(f"{'name':28} {'kind':16} {'access':12} {'files':>6}  {'status':10} licence")
         for asset in store:
-            status = "ok" if store.available(asset.name) else "missing"
             if asset.access == "package" and store._package_dir(asset) is None:
                 status = "no package"
-            if asset.kind == "dataset":
-                status = (
-                    "local" if any(d.is_dir() for d in store.candidate_dirs(asset)) else "missing"
-                )
+            elif store.present(asset.name):
+                status = "local" if asset.kind == "dataset" else "ok"
+            else:
+                status = "missing"
             print(
                 f"{asset.name:28} {asset.kind:16} {asset.access:12} {len(asset.files):>6}  "
                 f"{status:10} {asset.license[:50]}"
@@ -148,10 +147,9 @@ def cmd_prep(args: argparse.Namespace) -> int:
 def _mask(args: argparse.Namespace, run_dir: Path) -> None:
     from benchmark.assets import AssetStore
     from benchmark.cache import Cache
-    from benchmark.leakage import geometry_reidentification
+    from benchmark.leakage import probe_mask_run
     from benchmark.pipeline.mask import MaskStage, run_mask
     from benchmark.pipeline.prep import read_layout, read_selection
-    from benchmark.protocols import pair_frames
     from benchmark.report import contact_sheet
 
     stage = MaskStage.from_names(
@@ -175,10 +173,8 @@ def _mask(args: argparse.Namespace, run_dir: Path) -> None:
         sheet = contact_sheet(run_dir, run, run.out_dir / "contact_sheet.png")
         print(f"contact sheet: {sheet}")
         protocol = "cross-session" if read_layout(run_dir) == "lfw" else "same-session"
-        vertices = {f.frame: f.result.vertices for f in run.frames if f.result.vertices is not None}
-        pairs = pair_frames(read_selection(run_dir), protocol, args.seed, set(vertices))
-        if pairs:
-            summary = geometry_reidentification(vertices, pairs, seed=args.seed)
+        summary = probe_mask_run(run, read_selection(run_dir), protocol, args.seed)
+        if summary is not None:
             print(f"geometry-only re-identification ({protocol}): {summary.describe()}")
             (run.out_dir / "leakage_probe.json").write_text(
                 json.dumps({"protocol": protocol, **summary.__dict__}, indent=2)

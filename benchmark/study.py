@@ -19,7 +19,7 @@ from benchmark.assets import AssetStore
 from benchmark.cache import Cache
 from benchmark.datasets import fetch_dataset, resolve_dataset
 from benchmark.errors import DmbenchError
-from benchmark.leakage import geometry_reidentification
+from benchmark.leakage import probe_mask_run
 from benchmark.pipeline.mask import MaskStage, run_mask
 from benchmark.pipeline.prep import PrepParams, PrepStage, run_prep
 from benchmark.pipeline.recognize import (
@@ -120,13 +120,7 @@ def missing_assets(profile: Profile, store: AssetStore) -> list[str]:
     """Required assets of a profile that are not available locally (with how to get them)."""
     missing = []
     for name in profile.extra.get("requires", []):
-        asset = store[name]
-        ok = (
-            any(d.is_dir() for d in store.candidate_dirs(asset))
-            if asset.kind == "dataset"
-            else store.available(name)
-        )
-        if not ok:
+        if not store.present(name):
             missing.append(name)
     return missing
 
@@ -171,7 +165,11 @@ def run_study(
     prep = run_prep(dataset, prep_dir, prep_stage, progress=options.progress)
     timings["prep_s"] = time.perf_counter() - start
 
-    sources, vertices_by_source, mask_counts = [], {}, {}
+    from benchmark.pipeline.prep import read_selection
+    from benchmark.report import contact_sheet
+
+    selections = read_selection(prep_dir)
+    sources, leakage, mask_counts = [], {}, {}
     for reconstruct in profile.reconstruct:
         start = time.perf_counter()
         stage = MaskStage.from_names(
@@ -186,22 +184,11 @@ def run_study(
         timings[f"mask_{reconstruct}_s"] = time.perf_counter() - start
         sources.append(stage.backend)
         mask_counts[stage.backend] = {"counts": run.counts(), "reasons": run.failure_reasons()}
-        vertices_by_source[stage.backend] = {
-            f.frame: f.result.vertices for f in run.frames if f.result.vertices is not None
-        }
-        if not (run.out_dir / "contact_sheet.png").exists() and run.counts().get("masked"):
-            from benchmark.report import contact_sheet
-
+        if run.counts().get("masked"):
             contact_sheet(prep_dir, run, run.out_dir / "contact_sheet.png")
-
-    from benchmark.pipeline.prep import read_selection
-
-    selections = read_selection(prep_dir)
-    leakage = {}
-    for source, vertices in vertices_by_source.items():
-        pairs = pair_frames(selections, profile.protocol, profile.seed, set(vertices))
-        if pairs:
-            leakage[source] = geometry_reidentification(vertices, pairs, profile.seed).__dict__
+        probe = probe_mask_run(run, selections, profile.protocol, profile.seed)
+        if probe is not None:
+            leakage[stage.backend] = probe.__dict__
 
     paths = collect_images(prep_dir, sources)
     scenarios = load_scenarios()
