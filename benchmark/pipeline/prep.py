@@ -14,7 +14,6 @@ import hashlib
 import json
 import platform
 import time
-import traceback
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ import numpy as np
 from benchmark import __version__
 from benchmark.assets import AssetStore
 from benchmark.cache import Cache, cache_key
-from benchmark.datasets import Dataset, Frame
+from benchmark.datasets import Dataset, Frame, natural_key
 from benchmark.errors import DmbenchError, ImageReadError
 from benchmark.geometry import crop_resize, detection_to_xywh, prep_crop_box, square_box
 from benchmark.imageio import decode_png, encode_png, load_image, write_png_atomic
@@ -265,7 +264,6 @@ class PrepStage:
         except Exception as exc:
             result.status = "error"
             result.reason = f"pose estimation failed: {type(exc).__name__}: {exc}"
-            traceback.print_exc()
             return result
         if pose is None:
             result.reason = "pose: no landmarks found in the face box"
@@ -313,7 +311,7 @@ def select_frames(
         if res.status == "kept":
             kept[(res.frame.identity, res.frame.session)].append(res)
     out = []
-    for identity, session in sorted(kept, key=lambda k: (_nat(k[0]), _nat(k[1]))):
+    for identity, session in sorted(kept, key=lambda k: (natural_key(k[0]), natural_key(k[1]))):
         frames = sorted(kept[(identity, session)], key=lambda r: r.frame.index)
         if len(frames) >= 2:
             first, second = rng.choice(len(frames), size=2, replace=False)
@@ -323,12 +321,6 @@ def select_frames(
         elif single_frame_sessions:
             out.append(Selection(identity, session, frames[0].frame.uid, frames[0].frame.uid))
     return out
-
-
-def _nat(text: str) -> tuple:
-    from benchmark.datasets import natural_key
-
-    return natural_key(text)
 
 
 # -- a whole run --------------------------------------------------------------------
@@ -432,8 +424,9 @@ def run_prep(
             sessions[(frame.identity, frame.session)].append(frame)
         for (identity, session), frames in sessions.items():
             visited: list[FrameResult] = []
+            kept = 0
             for frame in lazy_visit_order(frames, rng):
-                if sum(r.status == "kept" for r in visited) == 2:
+                if kept == 2:
                     visited.append(
                         FrameResult(
                             frame,
@@ -444,6 +437,7 @@ def run_prep(
                     bar.update()
                     continue
                 visited.append(prep_one(frame))
+                kept += visited[-1].status == "kept"
             pair = select_lazily(visited)
             if pair is not None:
                 lazy_selections.append(Selection(identity, session, *pair))

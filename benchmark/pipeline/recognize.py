@@ -109,19 +109,19 @@ class RecognizeStage:
 
         out: dict[str, Embedding] = {}
         todo: list[tuple[str, str, np.ndarray | bytes]] = []
-        for image_id, image in images.items():
+        for key_id, image in images.items():
             raw = image if isinstance(image, bytes) else np.ascontiguousarray(image).tobytes()
             key = self.key(hashlib.sha256(raw).hexdigest())
             entry = self.cache.get(STAGE, key)
             if entry is None:
-                todo.append((image_id, key, image))
+                todo.append((key_id, key, image))
                 continue
             vector = (
                 np.load(io.BytesIO(entry.files["vector.npy"]))
                 if "vector.npy" in entry.files
                 else None
             )
-            out[image_id] = Embedding(vector, entry.record["reason"], entry.record["det_score"])
+            out[key_id] = Embedding(vector, entry.record["reason"], entry.record["det_score"])
         size = self.params.batch_size
         batches = range(0, len(todo), size)
         for start in tqdm(
@@ -132,10 +132,10 @@ class RecognizeStage:
         ):
             chunk = todo[start : start + size]
             inputs, broken = [], {}
-            for position, (image_id, _, image) in enumerate(chunk):
+            for position, (key_id, _, image) in enumerate(chunk):
                 if isinstance(image, bytes):
                     try:
-                        image = load_image(image_id, image).rgb
+                        image = load_image(key_id, image).rgb
                     except ImageReadError as exc:
                         broken[position] = Embedding(None, f"unreadable image: {exc.reason}")
                         image = np.zeros((32, 32, 3), np.uint8)
@@ -147,8 +147,8 @@ class RecognizeStage:
                     Embedding(None, f"embedder failed: {type(exc).__name__}: {exc}") for _ in chunk
                 ]
             results = [broken.get(i, result) for i, result in enumerate(results)]
-            for (image_id, key, _), result in zip(chunk, results, strict=True):
-                out[image_id] = result
+            for (key_id, key, _), result in zip(chunk, results, strict=True):
+                out[key_id] = result
                 files = {}
                 if result.vector is not None:
                     buffer = io.BytesIO()
