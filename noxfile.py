@@ -27,7 +27,7 @@ def _env(session: nox.Session) -> dict[str, str]:
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    session.install("-e", ".[test,insightface]", TORCH)
+    session.install("-e", ".[test,insightface,ringnet]", TORCH)
     session.run("pytest", *(session.posargs or ["-q"]), env=_env(session))
 
 
@@ -37,9 +37,12 @@ def reproduce(session: nox.Session) -> None:
 
     `nox -s reproduce -- --profile paper --data PATH` for the original's models.
     """
-    session.install("-e", ".[test]")
     args = list(session.posargs)
     profile = args[args.index("--profile") + 1] if "--profile" in args else "lfw"
+    if profile == "paper":  # the original's models: PFLD (torch), RingNet (TF), InsightFace
+        session.install("-e", ".[test,paper]", TORCH)
+    else:
+        session.install("-e", ".[test]")
     out = args[args.index("--out") + 1] if "--out" in args else f"results/{profile}"
     if "--out" not in args:
         args += ["--out", out]

@@ -6,6 +6,17 @@
   the first, the query from the second. LFW has one photo per session, so LFW always
   runs cross-session.
 
+Which identities take part (the valid-identity rule, REFERENCE.md: "≥ 2 videos whose
+face and overlay embeddings exist in both database and query"), in two readings:
+
+* ``usable-sessions`` (default): an identity needs ≥ 2 sessions whose database and query
+  frames are both usable; the draw is among those sessions. A failed mask costs its
+  session, not the identity.
+* ``all-sessions`` (the original's code, ``final_filtering.py``): an identity needs ≥ 2
+  selected videos and EVERY one of them usable, else it is dropped whole; the draw
+  (``matching.py``) is among all its selected videos. The ``paper`` profile uses it, so
+  that its n is counted as the paper's 555 was.
+
 Draws use one ``numpy.random.default_rng(seed)`` walking identities in sorted order.
 """
 
@@ -20,6 +31,8 @@ from benchmark.datasets import natural_key
 from benchmark.pipeline.prep import Selection
 
 PROTOCOLS = ("same-session", "cross-session")
+IDENTITY_RULES = ("usable-sessions", "all-sessions")
+MIN_SESSIONS = 2  # the valid-identity rule's "≥ 2 videos", for both protocols
 
 
 @dataclass(frozen=True)
@@ -30,30 +43,45 @@ class Pair:
 
 
 def pair_frames(
-    selections: list[Selection], protocol: str, seed: int = 42, usable: set[str] | None = None
+    selections: list[Selection],
+    protocol: str,
+    seed: int = 42,
+    usable: set[str] | None = None,
+    rule: str = "usable-sessions",
 ) -> list[Pair]:
-    """One (database, query) pair per identity that the protocol can serve.
+    """One (database, query) pair per valid identity (see the module docstring).
 
-    ``usable`` restricts to frames that exist downstream (e.g. masks that were made);
-    sessions missing a usable side are skipped before the draw, as the original's
-    valid-identity rule does.
+    ``usable`` holds the frames that exist downstream (e.g. with face and overlay
+    embeddings); None means all of them.
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; use one of {PROTOCOLS}")
+    if rule not in IDENTITY_RULES:
+        raise ValueError(f"unknown identity rule {rule!r}; use one of {IDENTITY_RULES}")
     by_identity: dict[str, list[Selection]] = defaultdict(list)
     for sel in selections:
-        if usable is None or (sel.database in usable and sel.query in usable):
-            by_identity[sel.identity].append(sel)
+        if protocol == "same-session" and sel.database == sel.query:
+            continue  # a one-photo session has no second frame to pair within it
+        by_identity[sel.identity].append(sel)
+
+    def is_usable(sel: Selection) -> bool:
+        return usable is None or (sel.database in usable and sel.query in usable)
+
     rng = np.random.default_rng(seed)
     pairs = []
     for identity in sorted(by_identity, key=natural_key):
         sessions = sorted(by_identity[identity], key=lambda s: natural_key(s.session))
-        if protocol == "same-session":
-            sessions = [s for s in sessions if s.database != s.query]
-            if sessions:  # as the original: rng.choice(videos, size=1, replace=False)[0]
-                chosen = sessions[int(rng.choice(len(sessions), size=1, replace=False)[0])]
-                pairs.append(Pair(identity, chosen.database, chosen.query))
-        elif len(sessions) >= 2:
+        if rule == "all-sessions":
+            if not all(map(is_usable, sessions)):
+                continue
+        else:
+            sessions = [s for s in sessions if is_usable(s)]
+        if len(sessions) < MIN_SESSIONS:
+            continue
+        if protocol == "same-session":  # as the original: rng.choice(videos, size=1)[0]
+            chosen = sessions[int(rng.choice(len(sessions), size=1, replace=False)[0])]
+            pairs.append(Pair(identity, chosen.database, chosen.query))
+        else:
             first, second = rng.choice(len(sessions), size=2, replace=False)
             pairs.append(Pair(identity, sessions[first].database, sessions[second].query))
     return pairs

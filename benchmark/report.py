@@ -158,7 +158,12 @@ def write_report(results, out_dir: Path) -> Path:
         f"{profile['description']}",
         "",
         f"Data: `{results.config['data']}`, {results.config['dataset_identities']} identities "
-        f"drawn (seed {profile['seed']}); protocol **{profile['protocol']}**; detector "
+        + (
+            f"drawn (seed {profile['seed']})"
+            if profile.get("identities")
+            else f"(all; valid-identity rule `{profile.get('identity_rule', 'usable-sessions')}`)"
+        )
+        + f"; protocol **{profile['protocol']}**; detector "
         f"`{profile['detector']}`, pose `{profile['pose']}`, masks "
         + ", ".join(f"`{s}`" for s in results.config["mask_sources"])
         + "; recognisers "

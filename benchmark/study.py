@@ -207,7 +207,11 @@ def run_study(
         first = {k: p for k, p in paths.items() if k.split("|")[1] in ("face", "overlay")}
         embeddings = stage.embed(load_images(first), progress=options.progress)
         pairs = pair_frames(
-            selections, profile.protocol, profile.seed, valid_uids(embeddings, sources)
+            selections,
+            profile.protocol,
+            profile.seed,
+            valid_uids(embeddings, sources),
+            rule=profile.identity_rule,
         )
         paired = {uid for pair in pairs for uid in (pair.database, pair.query)}
         second = {k: p for k, p in paths.items() if k not in first and k.split("|", 2)[2] in paired}

@@ -43,7 +43,7 @@ VARIANTS = ("overlay", "mask_only", "mask_only_black")
 
 def load_backends() -> None:
     """Register every mask backend whose dependencies are installed."""
-    import_backends("mask_mediapipe", "mask_render", "mask_sfm", "mask_cut_dlib")
+    import_backends("mask_mediapipe", "mask_render", "mask_sfm", "mask_cut_dlib", "mask_ringnet")
 
 
 @dataclass(frozen=True)
@@ -130,6 +130,11 @@ class MaskStage:
         self.backend = f"{reconstructor.name}+{renderer.name}+{cut.name}"
         names = tuple(dict.fromkeys((*reconstructor.assets, *renderer.assets, *cut.assets)))
         self._assets = {name: store.sha256_of(name) for name in names}
+        # Files a backend derived from assets (a converted model) key the cache too.
+        for role in (reconstructor, renderer, cut):
+            self._assets |= {
+                f"{role.name}:{k}": v for k, v in getattr(role, "derived_sha256", {}).items()
+            }
 
     @classmethod
     def from_names(
@@ -165,19 +170,41 @@ class MaskStage:
 
     def run_crop(self, crop: np.ndarray) -> MaskResult:
         """Mask one 224×224 RGB uint8 crop (cached by its pixels' sha256)."""
-        digest = hashlib.sha256(np.ascontiguousarray(crop).tobytes()).hexdigest()
-        key = self.key(digest)
+        return self.run_crops([crop])[0]
+
+    def run_crops(self, crops: list[np.ndarray]) -> list[MaskResult]:
+        """Mask several crops; the cache misses go through the reconstructor in one batch
+        when it offers ``reconstruct_batch`` (RingNet: one network call for many crops)."""
+        digests = [hashlib.sha256(np.ascontiguousarray(c).tobytes()).hexdigest() for c in crops]
+        keys = [self.key(digest) for digest in digests]
+        results: list[MaskResult | None] = [self._from_cache(key) for key in keys]
+        misses = [i for i, r in enumerate(results) if r is None and self._well_formed(crops[i])]
+        meshes: dict[int, FaceMesh | MaskFailure] = {}
+        batch = getattr(self.reconstructor, "reconstruct_batch", None)
+        if batch is not None and misses:
+            try:
+                meshes = dict(zip(misses, batch([crops[i] for i in misses]), strict=True))
+            except Exception as exc:  # the whole batch failed: record it on every crop
+                reason = f"{type(exc).__name__}: {exc}"
+                meshes = dict.fromkeys(misses, MaskFailure(reason))
+        for i, key in enumerate(keys):
+            if results[i] is None:
+                results[i] = self._compute(crops[i], meshes.get(i))
+                self._store(key, results[i])
+        return results  # type: ignore[return-value]
+
+    def _from_cache(self, key: str) -> MaskResult | None:
         entry = self.cache.get(STAGE, key)
-        if entry is not None:
-            record = entry.record
-            result = MaskResult(
-                record["status"], record["reason"], info=record["info"], cached=True
-            )
-            if result.status == "masked":
-                result.encoded = {f"{v}.png": entry.files[f"{v}.png"] for v in VARIANTS}
-                result.vertices = np.load(io.BytesIO(entry.files["vertices.npy"]))
-            return result
-        result = self._compute(crop)
+        if entry is None:
+            return None
+        record = entry.record
+        result = MaskResult(record["status"], record["reason"], info=record["info"], cached=True)
+        if result.status == "masked":
+            result.encoded = {f"{v}.png": entry.files[f"{v}.png"] for v in VARIANTS}
+            result.vertices = np.load(io.BytesIO(entry.files["vertices.npy"]))
+        return result
+
+    def _store(self, key: str, result: MaskResult) -> None:
         files = {}
         if result.images is not None:
             files = {f"{v}.png": encode_png(result.images[v]) for v in VARIANTS}
@@ -191,16 +218,23 @@ class MaskStage:
             {"status": result.status, "reason": result.reason, "info": result.info},
             files,
         )
-        return result
 
-    def _compute(self, crop: np.ndarray) -> MaskResult:
+    def _well_formed(self, crop: np.ndarray) -> bool:
         size = self.params.size
-        if crop.shape != (size, size, 3) or crop.dtype != np.uint8:
+        return crop.shape == (size, size, 3) and crop.dtype == np.uint8
+
+    def _compute(
+        self, crop: np.ndarray, reconstructed: FaceMesh | MaskFailure | None = None
+    ) -> MaskResult:
+        size = self.params.size
+        if not self._well_formed(crop):
             return MaskResult(
                 "failed", f"not a {size}x{size} RGB uint8 crop: {crop.shape} {crop.dtype}"
             )
         try:
-            mesh: FaceMesh = self.reconstructor.reconstruct(crop)
+            if isinstance(reconstructed, MaskFailure):
+                raise reconstructed
+            mesh: FaceMesh = reconstructed or self.reconstructor.reconstruct(crop)
             mesh.validate(size)
             rendering = self.renderer.render(mesh, size)
             region = self.cut.region(crop, mesh)
@@ -272,7 +306,9 @@ def output_relpath(backend: str, variant: str, item: MaskedFrame) -> str:
     return f"masks/{backend}/{variant}/{item.identity}/{item.session}/{stem}_{variant}.png"
 
 
-def run_mask(run_dir: Path, stage: MaskStage, progress: bool = True) -> MaskRun:
+def run_mask(
+    run_dir: Path, stage: MaskStage, progress: bool = True, batch_size: int = 32
+) -> MaskRun:
     """Mask every selected prep crop of ``run_dir``; write outputs and ``masks.csv``."""
     from tqdm import tqdm
 
@@ -285,14 +321,23 @@ def run_mask(run_dir: Path, stage: MaskStage, progress: bool = True) -> MaskRun:
     rows = [r for r in csv.DictReader(table.read_text().splitlines()) if r.get("crop")]
     start = time.perf_counter()
     frames = []
-    for row in tqdm(rows, desc=f"mask {stage.backend}", unit="crop", disable=not progress):
-        uid = f"{row['identity']}/{row['session']}/{row['frame']}"
-        try:
-            crop = load_image(run_dir / row["crop"]).rgb
-            result = stage.run_crop(crop)
-        except ImageReadError as exc:
-            result = MaskResult("failed", f"prep crop unreadable: {exc}")
-        frames.append(MaskedFrame(row["identity"], row["session"], uid, row["crop"], result))
+    bar = tqdm(total=len(rows), desc=f"mask {stage.backend}", unit="crop", disable=not progress)
+    for first in range(0, len(rows), batch_size):
+        chunk = rows[first : first + batch_size]
+        crops: dict[int, np.ndarray] = {}
+        results: dict[int, MaskResult] = {}
+        for i, row in enumerate(chunk):
+            try:
+                crops[i] = load_image(run_dir / row["crop"]).rgb
+            except ImageReadError as exc:
+                results[i] = MaskResult("failed", f"prep crop unreadable: {exc}")
+        results |= dict(zip(crops, stage.run_crops(list(crops.values())), strict=True))
+        for i, row in enumerate(chunk):
+            uid = f"{row['identity']}/{row['session']}/{row['frame']}"
+            item = MaskedFrame(row["identity"], row["session"], uid, row["crop"], results[i])
+            frames.append(item)
+        bar.update(len(chunk))
+    bar.close()
     run = MaskRun(
         run_dir / "masks" / stage.backend, stage.backend, frames, time.perf_counter() - start
     )

@@ -50,6 +50,7 @@ class Profile:
     embedders: tuple[str, ...]
     seed: int = 42
     reference_quirks: bool = False
+    identity_rule: str = "usable-sessions"  # see benchmark.protocols
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -57,6 +58,7 @@ def load_profiles() -> dict[str, Profile]:
     out = {}
     for raw in _load("profiles.toml")["profile"]:
         raw = dict(raw)
+        raw.setdefault("identities", None)  # none given: every identity of the dataset
         for key in ("reconstruct", "embedders"):
             raw[key] = tuple(raw[key])
         known = Profile.__dataclass_fields__

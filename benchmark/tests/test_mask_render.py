@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from benchmark.errors import AssetError, DeviceError, DmbenchError
+from benchmark.meshes import read_ply
 from benchmark.pipeline import mask_render
 from benchmark.pipeline.mask_render import (
     ALBEDO,
@@ -35,20 +36,8 @@ LEVEL = 1.0 / 255.0  # one grey level: the renderer's output is quantized like a
 
 # -- helpers ----------------------------------------------------------------------------------
 def _read_ply(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Vertices and triangles of a binary little-endian PLY (FLAME_sample.ply's layout)."""
-    data = Path(path).read_bytes()
-    end = data.index(b"end_header\n") + len(b"end_header\n")
-    header = data[:end].decode("ascii").splitlines()
-    assert "format binary_little_endian 1.0" in header
-    counts = {
-        line.split()[1]: int(line.split()[2]) for line in header if line.startswith("element")
-    }
-    nv, nf = counts["vertex"], counts["face"]
-    vertices = np.frombuffer(data, dtype="<f4", count=nv * 3, offset=end).reshape(nv, 3)
-    face_dtype = np.dtype([("n", "u1"), ("idx", "<i4", (3,))])
-    faces = np.frombuffer(data, dtype=face_dtype, count=nf, offset=end + nv * 12)
-    assert (faces["n"] == 3).all()
-    return vertices.astype(np.float64), faces["idx"].astype(np.int64)
+    mesh = read_ply(path)
+    return mesh.vertices, mesh.triangles
 
 
 def expected_light_directions(camera_distance: float = DEFAULT_CAMERA_DISTANCE) -> np.ndarray:

@@ -71,19 +71,74 @@ def test_cross_session_pairs_two_different_sessions() -> None:
 
 
 def test_same_session_pairs_two_frames_of_one_video() -> None:
-    pairs = pair_frames(_selections({"A": 3, "B": 1}, lfw=False), "same-session", seed=3)
-    assert [p.identity for p in pairs] == ["A", "B"]
+    pairs = pair_frames(_selections({"A": 3, "B": 1, "C": 2}, lfw=False), "same-session", seed=3)
+    assert [p.identity for p in pairs] == ["A", "C"]  # B has one video: not a valid identity
     for pair in pairs:
         assert pair.database.split("/")[:2] == pair.query.split("/")[:2]
         assert pair.database != pair.query
     assert pair_frames(_selections({"A": 3}, lfw=True), "same-session") == []
     with pytest.raises(ValueError):
         pair_frames([], "sideways")
+    with pytest.raises(ValueError):
+        pair_frames([], "same-session", rule="lenient")
 
 
 def test_usable_restricts_before_the_draw() -> None:
     selections = _selections({"A": 2}, lfw=True)
     assert pair_frames(selections, "cross-session", usable={"A/0/0"}) == []
+
+
+@pytest.mark.parametrize("protocol", ["same-session", "cross-session"])
+def test_the_originals_rule_drops_an_identity_with_any_unusable_video(protocol) -> None:
+    selections = _selections({"A": 3, "B": 3}, lfw=False)
+    usable = {u for s in selections for u in (s.database, s.query)} - {"A/2/1"}
+    lenient = pair_frames(selections, protocol, usable=usable)
+    strict = pair_frames(selections, protocol, usable=usable, rule="all-sessions")
+    assert [p.identity for p in lenient] == ["A", "B"]
+    assert [p.identity for p in strict] == ["B"]
+    assert all("A/2/" not in p.database + p.query for p in lenient)
+
+
+# YouTube Faces: how many people have 1, 2, ... 6 videos (Wolf et al. 2011).
+YTF_VIDEOS_PER_PERSON = {1: 591, 2: 471, 3: 307, 4: 167, 5: 51, 6: 8}
+
+
+def _ytf_selections() -> list[Selection]:
+    counts = {}
+    for videos, people in YTF_VIDEOS_PER_PERSON.items():
+        for k in range(people):
+            counts[f"P{videos}_{k:03d}"] = videos
+    return _selections(counts, lfw=False)
+
+
+@pytest.mark.parametrize("protocol", ["same-session", "cross-session"])
+def test_valid_identity_rule_at_youtube_faces_scale(protocol) -> None:
+    """1,595 people, 3,425 videos: the rule counted against a direct count of its text."""
+    selections = _ytf_selections()
+    assert len({s.identity for s in selections}) == 1595 and len(selections) == 3425
+    everyone = pair_frames(selections, protocol)
+    assert len(everyone) == 1595 - 591  # all with >= 2 videos
+    frames = sorted({u for s in selections for u in (s.database, s.query)})
+    rng = np.random.default_rng(7)
+    usable = {u for u in frames if rng.random() > 0.08}  # e.g. no face found on 8 %
+    ok = {(s.identity, s.session) for s in selections if {s.database, s.query} <= usable}
+    videos: dict[str, int] = {}
+    for s in selections:
+        videos[s.identity] = videos.get(s.identity, 0) + 1
+    usable_videos = {i: sum((i, s) in ok for s in map(str, range(n))) for i, n in videos.items()}
+    expected_lenient = sorted(i for i, n in usable_videos.items() if n >= 2)
+    expected_strict = sorted(i for i, n in usable_videos.items() if n >= 2 and n == videos[i])
+    lenient = pair_frames(selections, protocol, usable=usable)
+    strict = pair_frames(selections, protocol, usable=usable, rule="all-sessions")
+    assert sorted(p.identity for p in lenient) == expected_lenient
+    assert sorted(p.identity for p in strict) == expected_strict
+    assert len(expected_strict) < len(expected_lenient) < 1004
+    for pair in lenient + strict:
+        assert pair.database in usable and pair.query in usable
+        same = pair.database.split("/")[1] == pair.query.split("/")[1]
+        assert same == (protocol == "same-session")
+    # deterministic: the same seed draws the same videos
+    assert pair_frames(selections, protocol, usable=usable) == lenient
 
 
 def _rotation(seed: int) -> np.ndarray:

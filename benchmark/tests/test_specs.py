@@ -36,7 +36,7 @@ def test_profiles_name_registered_backends() -> None:
     from benchmark.pipeline.prep_pose import MediaPipeMeshPose  # noqa: F401
     from benchmark.pipeline.recognize import load_embedders
     from benchmark.pipeline.recognize_types import EMBEDDERS
-    from benchmark.protocols import PROTOCOLS
+    from benchmark.protocols import IDENTITY_RULES, PROTOCOLS
 
     load_backends()
     load_embedders()
@@ -44,8 +44,9 @@ def test_profiles_name_registered_backends() -> None:
         assert profile.detector in DETECTORS.names() and profile.pose in POSES.names()
         assert profile.render in RENDERERS.names() and profile.cut in CUTS.names()
         assert profile.protocol in PROTOCOLS
+        assert profile.identity_rule in IDENTITY_RULES
         for name in profile.reconstruct:
-            assert name in RECONSTRUCTORS.names() or name == "ringnet"  # ringnet: issue 5
+            assert name in RECONSTRUCTORS.names()
         for name in profile.embedders:
             assert name in EMBEDDERS.names()
     assert load_profiles()["lfw"].protocol == "cross-session"  # one photo per LFW session
