@@ -39,7 +39,12 @@ def reproduce(session: nox.Session) -> None:
     """
     args = list(session.posargs)
     profile = args[args.index("--profile") + 1] if "--profile" in args else "lfw"
-    if profile == "paper":  # the original's models: PFLD (torch), RingNet (TF), InsightFace
+    cuda = "--device" in args and args[args.index("--device") + 1] == "cuda"
+    if profile == "paper" and cuda:  # TF with CUDA; onnxruntime-gpu replaces onnxruntime
+        session.install("-e", ".[test,pfld,insightface,ringnet-gpu]")
+        session.run("pip", "uninstall", "-y", "onnxruntime")
+        session.install("-e", ".[gpu]")
+    elif profile == "paper":  # the original's models: PFLD (torch), RingNet (TF), InsightFace
         session.install("-e", ".[test,paper]", TORCH)
     else:
         session.install("-e", ".[test]")

@@ -129,6 +129,9 @@ class Cache:
             # Another process won the race (the same key means the same content),
             # or the disk refused: a cache write failing must not fail the run.
             shutil.rmtree(tmp, ignore_errors=True)
+        except BaseException:  # Ctrl-C mid-write: leave no half-made folder behind
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
     def stats(self) -> CacheStats:
         entries, size, by_stage = 0, 0, {}
@@ -136,6 +139,8 @@ class Cache:
             for stage_dir in sorted(p for p in self.root.iterdir() if p.is_dir()):
                 count = 0
                 for meta in stage_dir.glob(f"*/*/{_META}"):
+                    if meta.parent.name.startswith(".tmp-"):
+                        continue  # a write cut short by a crash, never read
                     count += 1
                     size += sum(f.stat().st_size for f in meta.parent.iterdir() if f.is_file())
                 by_stage[stage_dir.name] = count
@@ -147,6 +152,6 @@ class Cache:
         target = self.root / stage if stage else self.root
         removed = 0
         if target.exists():
-            removed = sum(1 for _ in target.rglob(_META))
+            removed = sum(1 for m in target.rglob(_META) if not m.parent.name.startswith(".tmp-"))
             shutil.rmtree(target)
         return removed

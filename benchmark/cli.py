@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from benchmark import __version__
+from benchmark.device import DevicePlan
 from benchmark.errors import DmbenchError
 
 
@@ -51,6 +52,17 @@ def cmd_assets(args: argparse.Namespace) -> int:
         path = store.import_path(args.name, Path(args.path))
         print(f"imported {args.name} into {path}")
         return 0
+    if args.action == "convert":
+        if args.name != "ringnet":
+            raise DmbenchError("only 'ringnet' is converted (to ONNX, for ringnet-onnx)")
+        from benchmark.pipeline.mask_ringnet import convert_to_onnx
+
+        path, record = convert_to_onnx(store, Path(args.path) if args.path else None)
+        print(
+            f"converted ringnet to {path} (sha256 {record['onnx_sha256'][:12]}…); TensorFlow "
+            f"and onnxruntime vertices differ by at most {record['max_abs_vertex_diff_m']:.1e} m"
+        )
+        return 0
     raise DmbenchError(f"unknown assets action {args.action}")
 
 
@@ -65,21 +77,21 @@ def cmd_data(args: argparse.Namespace) -> int:
         return 0
     dataset = resolve_dataset(args.name, store)
     sessions = dataset.sessions()
-    print(
-        json.dumps(
-            {
-                "name": dataset.name,
-                "root": str(dataset.root),
-                "layout": dataset.layout,
-                "identities": len(sessions),
-                "sessions": sum(len(v) for v in sessions.values()),
-                "frames": len(dataset.frames),
-                "identities_with_2_sessions": sum(len(v) >= 2 for v in sessions.values()),
-                "layout_problems": len(dataset.problems),
-            },
-            indent=2,
-        )
-    )
+    info = {
+        "name": dataset.name,
+        "root": str(dataset.root),
+        "layout": dataset.layout,
+        "identities": len(sessions),
+        "sessions": sum(len(v) for v in sessions.values()),
+        "frames": len(dataset.frames),
+        "identities_with_2_sessions": sum(len(v) >= 2 for v in sessions.values()),
+        "layout_problems": len(dataset.problems),
+    }
+    if dataset.layout == "youtube-faces":  # <Name>.labeled_faces.txt boxes
+        labelled = dataset.labelled_frames()
+        info["labelled_frames"] = labelled
+        info["unlabelled_frames"] = len(dataset.frames) - labelled
+    print(json.dumps(info, indent=2))
     return 0
 
 
@@ -121,7 +133,7 @@ def _prep(args: argparse.Namespace, dataset_spec: str, out: Path):
         args.detector,
         args.pose,
         store=store,
-        device=args.device,
+        device=DevicePlan.parse(args.device),
         params=params,
         cache=Cache(enabled=not args.no_cache),
     )
@@ -157,7 +169,7 @@ def _mask(args: argparse.Namespace, run_dir: Path) -> None:
         args.render,
         args.cut,
         store=AssetStore(),
-        device=args.device,
+        device=DevicePlan.parse(args.device),
         cache=Cache(enabled=not args.no_cache),
     )
     run = run_mask(run_dir, stage, progress=not args.quiet)
@@ -197,7 +209,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     profile = load_profiles()[args.profile]
     store = AssetStore()
     missing = missing_assets(profile, store)
-    if missing and not args.data:
+    if args.data:  # the data come from --data; every model must still be here
+        missing = [name for name in missing if store[name].kind != "dataset"]
+    if missing:
         raise DmbenchError(
             f"profile '{profile.name}' needs assets that are not available: "
             f"{', '.join(missing)}\n\n" + "\n\n".join(store[m].how_to_obtain() for m in missing)
@@ -210,6 +224,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         device=args.device,
         use_cache=not args.no_cache,
         progress=not args.quiet,
+        lazy_selection=args.selection == "lazy",
     )
     results = run_study(profile, out, options, store)
     report = write_report(results, out)
@@ -235,13 +250,29 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+DEVICE_HELP = (
+    "cpu (default), cuda, or cuda with per-role exceptions, e.g. cuda,detector=cpu "
+    "(roles: detector, pose, reconstruct, render, cut, embedder). Under cuda, CPU-only "
+    "backends run on the CPU by design; any other that cannot load CUDA is an error."
+)
+
+
+def _device_spec(spec: str) -> str:
+    try:
+        return str(DevicePlan.parse(spec))
+    except DmbenchError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dmbench", description=__doc__)
     parser.add_argument("--version", action="version", version=f"dmbench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    assets = sub.add_parser("assets", help="list, verify, fetch or import models and meshes")
-    assets.add_argument("action", choices=["list", "verify", "fetch", "import"])
+    assets = sub.add_parser(
+        "assets", help="list, verify, fetch, import or convert models and meshes"
+    )
+    assets.add_argument("action", choices=["list", "verify", "fetch", "import", "convert"])
     assets.add_argument("name", nargs="?")
     assets.add_argument("path", nargs="?")
     assets.set_defaults(func=cmd_assets)
@@ -269,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
 
         p.add_argument("--detector", default=DETECTORS.default, choices=DETECTORS.names())
         p.add_argument("--pose", default=POSES.default, choices=POSES.names())
-        p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+        p.add_argument("--device", default="cpu", type=_device_spec, help=DEVICE_HELP)
         p.add_argument(
             "--identities",
             type=int,
@@ -321,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     mask = sub.add_parser("mask", help="3D-reconstruct, render and cut every selected crop")
     mask.add_argument("run_dir", help="a folder written by `dmbench prep`")
-    mask.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    mask.add_argument("--device", default="cpu", type=_device_spec, help=DEVICE_HELP)
     mask.add_argument("--seed", type=int, default=42)
     mask.add_argument("--no-cache", action="store_true")
     mask.add_argument("--quiet", action="store_true")
@@ -342,9 +373,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--identities",
         type=int,
         default=None,
-        help="number of identities (default: the profile's, 555)",
+        help="draw this many identities first (default: the profile's: lfw 555, paper all)",
     )
-    reproduce.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    reproduce.add_argument(
+        "--selection",
+        choices=["exhaustive", "lazy"],
+        default="exhaustive",
+        help="lazy: per video, stop at the first two frames that pass prep's filters in a "
+        "seeded random order (same distribution of pairs, far fewer model calls)",
+    )
+    reproduce.add_argument("--device", default="cpu", type=_device_spec, help=DEVICE_HELP)
     reproduce.add_argument("--no-cache", action="store_true")
     reproduce.add_argument("--quiet", action="store_true")
     reproduce.set_defaults(func=cmd_reproduce)

@@ -2,9 +2,57 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from benchmark.errors import DeviceError
 
 DEVICES = ("cpu", "cuda")
+ROLES = ("detector", "pose", "reconstruct", "render", "cut", "embedder")
+
+
+@dataclass(frozen=True)
+class DevicePlan:
+    """Where each stage role runs: ``cuda``, ``cpu``, or ``cuda,detector=cpu,...``.
+
+    The first item is the default; ``role=device`` items override it. Under a ``cuda``
+    default, backends that have no GPU code at all (``cpu_only = True``: the renderers,
+    MediaPipe, dlib's landmark cut, eos) run on the CPU by design, and the plan records it.
+    Every other backend asked for CUDA either gets it or raises a DeviceError: nothing
+    falls back to the CPU silently.
+    """
+
+    default: str = "cpu"
+    overrides: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, spec: str) -> DevicePlan:
+        items = [item.strip() for item in spec.split(",") if item.strip()]
+        if not items:
+            raise DeviceError("empty device specification; use cpu, cuda or cuda,ROLE=cpu,...")
+        default, overrides = "cpu", {}
+        for i, item in enumerate(items):
+            if "=" in item:
+                role, device = (part.strip() for part in item.split("=", 1))
+                if role not in ROLES:
+                    known = ", ".join(ROLES)
+                    raise DeviceError(f"unknown role '{role}' in --device; roles: {known}")
+                overrides[role] = check_device(device)
+            elif i == 0:
+                default = check_device(item)
+            else:
+                raise DeviceError(f"'{item}': only the first item of --device may be bare")
+        return cls(default, overrides)
+
+    def for_backend(self, role: str, backend: type) -> str:
+        """The device of ``role`` when its backend is the class ``backend``."""
+        if role in self.overrides:
+            return self.overrides[role]
+        if self.default == "cuda" and getattr(backend, "cpu_only", False):
+            return "cpu"
+        return self.default
+
+    def __str__(self) -> str:
+        return ",".join([self.default, *(f"{r}={d}" for r, d in self.overrides.items())])
 
 
 def check_device(device: str) -> str:
@@ -45,7 +93,7 @@ def opencv_dnn_target(device: str) -> tuple[int, int]:
     if count == 0:
         raise DeviceError(
             "device 'cuda' requested for an OpenCV dnn model, but this OpenCV build has no "
-            "CUDA support (the PyPI wheels never do). Run this backend with --device cpu, "
-            "or build OpenCV with CUDA."
+            "CUDA support (the PyPI wheels never do). Run the detector on the CPU "
+            "(--device cuda,detector=cpu), or build OpenCV with CUDA."
         )
     return cv2.dnn.DNN_BACKEND_CUDA, cv2.dnn.DNN_TARGET_CUDA

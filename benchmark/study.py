@@ -18,6 +18,7 @@ from benchmark import __version__
 from benchmark.assets import AssetStore
 from benchmark.cache import Cache
 from benchmark.datasets import fetch_dataset, resolve_dataset
+from benchmark.device import DevicePlan
 from benchmark.errors import DmbenchError
 from benchmark.leakage import probe_mask_run
 from benchmark.pipeline.mask import MaskStage, run_mask
@@ -51,9 +52,10 @@ PACKAGES = (
 class StudyOptions:
     data: str | None = None  # a folder or a dataset name; default: the profile's
     identities: int | None = None  # default: the profile's
-    device: str = "cpu"
+    device: str = "cpu"  # a DevicePlan spec: cpu, cuda, or cuda,detector=cpu,...
     use_cache: bool = True
     progress: bool = True
+    lazy_selection: bool = False  # see benchmark.pipeline.prep.select_lazily
 
 
 @dataclass
@@ -116,6 +118,32 @@ def _environment(device: str) -> dict[str, Any]:
     }
 
 
+def device_map(profile: Profile, plan: DevicePlan) -> dict[str, str]:
+    """Where each backend of the profile runs under ``plan`` (recorded with the results)."""
+    from benchmark.pipeline import prep_detectors, prep_pose  # noqa: F401 - registers
+    from benchmark.pipeline.mask import load_backends
+    from benchmark.pipeline.mask_types import CUTS, RECONSTRUCTORS, RENDERERS
+    from benchmark.pipeline.prep import DETECTORS, POSES
+    from benchmark.pipeline.recognize import load_embedders
+    from benchmark.pipeline.recognize_types import EMBEDDERS
+
+    load_backends()
+    load_embedders()
+    roles = [
+        (DETECTORS, [profile.detector]),
+        (POSES, [profile.pose]),
+        (RECONSTRUCTORS, list(profile.reconstruct)),
+        (RENDERERS, [profile.render]),
+        (CUTS, [profile.cut]),
+        (EMBEDDERS, list(profile.embedders)),
+    ]
+    return {
+        f"{registry.role}:{name}": registry.device_of(name, plan)
+        for registry, names in roles
+        for name in names
+    }
+
+
 def missing_assets(profile: Profile, store: AssetStore) -> list[str]:
     """Required assets of a profile that are not available locally (with how to get them)."""
     missing = []
@@ -153,16 +181,19 @@ def run_study(
             min_sessions=2 if profile.protocol == "cross-session" else 1,
         )
 
+    plan = DevicePlan.parse(options.device)
     start = time.perf_counter()
     prep_stage = PrepStage.from_names(
         profile.detector,
         profile.pose,
         store=store,
-        device=options.device,
+        device=plan,
         cache=cache,
         params=PrepParams(seed=profile.seed, reference_quirks=profile.reference_quirks),
     )
-    prep = run_prep(dataset, prep_dir, prep_stage, progress=options.progress)
+    prep = run_prep(
+        dataset, prep_dir, prep_stage, progress=options.progress, lazy=options.lazy_selection
+    )
     timings["prep_s"] = time.perf_counter() - start
 
     from benchmark.pipeline.prep import read_selection
@@ -177,7 +208,7 @@ def run_study(
             profile.render,
             profile.cut,
             store=store,
-            device=options.device,
+            device=plan,
             cache=cache,
         )
         run = run_mask(prep_dir, stage, progress=options.progress)
@@ -198,7 +229,7 @@ def run_study(
         stage = RecognizeStage.from_name(
             embedder_name,
             store=store,
-            device=options.device,
+            device=plan,
             cache=cache,
             params=RecognizeParams(profile.reference_quirks),
         )
@@ -256,6 +287,8 @@ def run_study(
     }
     config = {
         "profile": profile.__dict__ | {"identities": identities},
+        "selection": "lazy" if options.lazy_selection else "exhaustive",
+        "devices": device_map(profile, plan),
         "data": str(dataset.root),
         "dataset_identities": len(dataset.identities()),
         "mask_sources": sources,
@@ -268,7 +301,7 @@ def run_study(
         leakage,
         counts,
         {k: round(v, 3) for k, v in timings.items()},
-        _environment(options.device),
+        _environment(str(plan)),
         hits,
     )
     out_dir.mkdir(parents=True, exist_ok=True)

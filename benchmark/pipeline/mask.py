@@ -23,6 +23,7 @@ import numpy as np
 from benchmark import __version__
 from benchmark.assets import AssetStore
 from benchmark.cache import Cache, cache_key
+from benchmark.device import DevicePlan
 from benchmark.errors import DmbenchError, ImageReadError
 from benchmark.imageio import decode_png, encode_png, load_image, write_png_atomic
 from benchmark.pipeline.mask_types import (
@@ -144,7 +145,7 @@ class MaskStage:
         cut: str | None = None,
         *,
         store: AssetStore | None = None,
-        device: str = "cpu",
+        device: str | DevicePlan = "cpu",
         params: MaskParams | None = None,
         cache: Cache | None = None,
     ) -> MaskStage:
@@ -180,17 +181,20 @@ class MaskStage:
         results: list[MaskResult | None] = [self._from_cache(key) for key in keys]
         misses = [i for i, r in enumerate(results) if r is None and self._well_formed(crops[i])]
         meshes: dict[int, FaceMesh | MaskFailure] = {}
+        batch_failed = False
         batch = getattr(self.reconstructor, "reconstruct_batch", None)
         if batch is not None and misses:
             try:
                 meshes = dict(zip(misses, batch([crops[i] for i in misses]), strict=True))
             except Exception as exc:  # the whole batch failed: record it on every crop
-                reason = f"{type(exc).__name__}: {exc}"
+                reason = f"reconstruction of the batch failed: {type(exc).__name__}: {exc}"
                 meshes = dict.fromkeys(misses, MaskFailure(reason))
+                batch_failed = True
         for i, key in enumerate(keys):
             if results[i] is None:
                 results[i] = self._compute(crops[i], meshes.get(i))
-                self._store(key, results[i])
+                if not (batch_failed and i in meshes):  # not the crop's fault: retry next run
+                    self._store(key, results[i])
         return results  # type: ignore[return-value]
 
     def _from_cache(self, key: str) -> MaskResult | None:

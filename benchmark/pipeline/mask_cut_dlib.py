@@ -38,6 +38,8 @@ def hull_region(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 class Dlib81HullCut:
     """Convex hull of dlib's 81 face landmarks (68 + forehead) found on the crop. CPU only."""
 
+    cpu_only = True  # no GPU code: a "cuda" device plan runs it on the CPU
+
     name: ClassVar[str]
     assets: ClassVar[tuple[str, ...]] = ("dlib-81",)
 

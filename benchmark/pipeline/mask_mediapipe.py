@@ -41,6 +41,7 @@ def hull_region(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 @RECONSTRUCTORS.register("mediapipe-mesh", default=True)
 class MediaPipeMeshReconstructor:
+    cpu_only = True  # no GPU code: a "cuda" device plan runs it on the CPU
     name = "mediapipe-mesh"
     assets = (*MEDIAPIPE_ASSETS, "mediapipe-canonical-mesh")
 
@@ -58,6 +59,7 @@ class MediaPipeMeshReconstructor:
 
 @CUTS.register("mediapipe-hull", default=True)
 class MediaPipeHullCut:
+    cpu_only = True  # no GPU code: a "cuda" device plan runs it on the CPU
     name = "mediapipe-hull"
     assets = MEDIAPIPE_ASSETS
 

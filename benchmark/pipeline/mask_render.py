@@ -370,6 +370,8 @@ def _camera_distance(mesh: FaceMesh, default: float) -> float:
 class NumpyRenderer:
     """The original's OpenDR scene, rasterized with numpy on the CPU (see module docstring)."""
 
+    cpu_only = True  # no GPU code: a "cuda" device plan runs it on the CPU
+
     name: ClassVar[str] = "numpy"
     assets: ClassVar[tuple[str, ...]] = ()
 
@@ -523,6 +525,8 @@ class OpenDRRenderer:
     every vertex onto the pixel it has in ``mesh.vertices``; then the scene of
     ``renderer.simple_renderer`` is built with OpenDR's own classes.
     """
+
+    cpu_only = True  # no GPU code: a "cuda" device plan runs it on the CPU
 
     name: ClassVar[str] = "opendr"
     assets: ClassVar[tuple[str, ...]] = ()

@@ -149,18 +149,32 @@ def checkpoint_prefix(store: AssetStore) -> Path:
     return paths[0].with_name(CHECKPOINT)
 
 
-def _batches(images: np.ndarray, fixed: int | None, size: int):
-    """Chunks of ``images``; a graph with a fixed batch gets chunks padded to it."""
-    step = fixed or size
-    for start in range(0, len(images), step):
-        chunk = images[start : start + step]
-        n = len(chunk)
-        if fixed and n < fixed:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - n, axis=0)])
-        yield chunk, n
+class _BatchedRunner:
+    """Feeds any number of crops to a network whose batch may be fixed (padded to it)."""
+
+    fixed_batch: int | None
+    batch_size: int
+
+    def _run(self, chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(vertices B×V×3, parameters B×P) for a B×224×224×3 float32 batch."""
+        step = self.fixed_batch or self.batch_size
+        verts, params = [], []
+        for start in range(0, len(images), step):
+            chunk = images[start : start + step]
+            n = len(chunk)
+            if self.fixed_batch and n < self.fixed_batch:
+                pad = np.repeat(chunk[-1:], self.fixed_batch - n, axis=0)
+                chunk = np.concatenate([chunk, pad])
+            v, p = self._run(chunk)
+            verts.append(v[:n])
+            params.append(p[:n])
+        return np.concatenate(verts), np.concatenate(params)
 
 
-class TensorFlowRunner:
+class TensorFlowRunner(_BatchedRunner):
     """The checkpoint in one ``tf.compat.v1`` session, imported once."""
 
     def __init__(self, prefix: Path, device: str = "cpu", batch_size: int = DEFAULT_BATCH) -> None:
@@ -194,14 +208,9 @@ class TensorFlowRunner:
         self.batch_size = max(1, int(batch_size))
         self.device = device
 
-    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(vertices B×V×3, parameters B×P) for a B×224×224×3 float32 batch."""
-        verts, params = [], []
-        for chunk, n in _batches(images, self.fixed_batch, self.batch_size):
-            v, p = self.session.run(self.outputs, {self.inputs: chunk})
-            verts.append(v[:n])
-            params.append(p[:n])
-        return np.concatenate(verts), np.concatenate(params)
+    def _run(self, chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        v, p = self.session.run(self.outputs, {self.inputs: chunk})
+        return v, p
 
     def frozen_graph_def(self) -> Any:
         """The graph with variables as constants, cut to what the two outputs need."""
@@ -213,7 +222,7 @@ class TensorFlowRunner:
             )
 
 
-class OnnxRunner:
+class OnnxRunner(_BatchedRunner):
     """The converted model on onnxruntime (CPU, or CUDA with onnxruntime-gpu)."""
 
     def __init__(self, path: Path, device: str = "cpu", batch_size: int = DEFAULT_BATCH) -> None:
@@ -234,13 +243,9 @@ class OnnxRunner:
         self.batch_size = max(1, int(batch_size))
         self.device = device
 
-    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        verts, params = [], []
-        for chunk, n in _batches(images, self.fixed_batch, self.batch_size):
-            v, p = self.session.run(self.output_names, {self.input_name: chunk})
-            verts.append(v[:n])
-            params.append(p[:n])
-        return np.concatenate(verts), np.concatenate(params)
+    def _run(self, chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        v, p = self.session.run(self.output_names, {self.input_name: chunk})
+        return v, p
 
 
 def converted_paths(store: AssetStore) -> list[Path]:

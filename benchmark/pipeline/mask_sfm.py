@@ -98,6 +98,8 @@ class SfmFit:
 class SfmEosReconstructor:
     """Surrey Face Model (shape + expressions) fitted by eos to dlib's 68 landmarks. CPU only."""
 
+    cpu_only = True  # no GPU code: a "cuda" device plan runs it on the CPU
+
     name: ClassVar[str]
     assets: ClassVar[tuple[str, ...]] = ("sfm", "dlib-face-recognition-models")
 

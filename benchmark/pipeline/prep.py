@@ -25,6 +25,7 @@ from benchmark import __version__
 from benchmark.assets import AssetStore
 from benchmark.cache import Cache, cache_key
 from benchmark.datasets import Dataset, Frame, natural_key
+from benchmark.device import DevicePlan
 from benchmark.errors import DmbenchError, ImageReadError
 from benchmark.geometry import crop_resize, detection_to_xywh, prep_crop_box, square_box
 from benchmark.imageio import decode_png, encode_png, load_image, write_png_atomic
@@ -153,7 +154,7 @@ class PrepStage:
         pose: str | None = None,
         *,
         store: AssetStore | None = None,
-        device: str = "cpu",
+        device: str | DevicePlan = "cpu",
         params: PrepParams | None = None,
         cache: Cache | None = None,
     ) -> PrepStage:

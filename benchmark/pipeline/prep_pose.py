@@ -65,6 +65,8 @@ def rotation_matrix(yaw: float, pitch: float, roll: float) -> np.ndarray:
 class MediaPipeMeshPose:
     """Face mesh → Kabsch fit to the canonical model → Euler angles."""
 
+    cpu_only = True  # no GPU code: a "cuda" device plan runs it on the CPU
+
     name = "mediapipe-mesh"
     assets = (*MEDIAPIPE_ASSETS, "mediapipe-canonical-mesh")
     patch_size = 256

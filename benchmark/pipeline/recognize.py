@@ -22,6 +22,7 @@ import numpy as np
 
 from benchmark.assets import AssetStore
 from benchmark.cache import Cache, cache_key
+from benchmark.device import DevicePlan
 from benchmark.errors import DmbenchError, ImageReadError
 from benchmark.imageio import load_image
 from benchmark.metrics import bootstrap_interval, ranks_of_truth
@@ -77,7 +78,7 @@ class RecognizeStage:
         name: str | None = None,
         *,
         store: AssetStore | None = None,
-        device: str = "cpu",
+        device: str | DevicePlan = "cpu",
         params: RecognizeParams | None = None,
         cache: Cache | None = None,
     ) -> RecognizeStage:

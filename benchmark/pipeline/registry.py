@@ -46,7 +46,21 @@ class Registry(Generic[T]):
         return self._classes[name]
 
     def create(self, name: str | None, **kwargs: Any) -> T:
-        return self.cls(name)(**kwargs)
+        """An instance; a ``DevicePlan`` given as ``device`` is resolved for this role."""
+        from benchmark.device import DevicePlan
+
+        cls = self.cls(name)
+        if isinstance(kwargs.get("device"), DevicePlan):
+            kwargs["device"] = kwargs["device"].for_backend(self.role.split(".")[-1], cls)
+        return cls(**kwargs)
+
+    def device_of(self, name: str | None, device: Any) -> str:
+        """The device ``create`` would give this backend (for the record of a run)."""
+        from benchmark.device import DevicePlan
+
+        if isinstance(device, DevicePlan):
+            return device.for_backend(self.role.split(".")[-1], self.cls(name))
+        return str(device)
 
 
 def import_backends(*modules: str) -> None:

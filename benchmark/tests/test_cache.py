@@ -94,3 +94,27 @@ def test_stats_and_clear(tmp_path: Path) -> None:
     stats = cache.stats()
     assert stats.entries == 3 and stats.by_stage == {"prep": 3} and stats.bytes > 30
     assert cache.clear() == 3 and cache.stats().entries == 0
+
+
+def test_interrupted_write_leaves_nothing_and_counts_nothing(tmp_path: Path, monkeypatch) -> None:
+    """Ctrl-C inside a write: no entry, no leftover folder, and stats stay exact."""
+    import os
+
+    import pytest
+
+    cache = Cache(tmp_path)
+    cache.put("prep", "a" * 64, {"ok": 1})
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        cache.put("prep", "b" * 64, {"ok": 2}, {"crop.png": b"x"})
+    monkeypatch.undo()
+    assert not list(cache.root.rglob(".tmp-*"))
+    assert cache.get("prep", "b" * 64) is None
+    stale = _entry_dir(cache, "c" * 64).parent / ".tmp-crashed-earlier"
+    stale.mkdir(parents=True)
+    (stale / "meta.json").write_text("{}")
+    assert cache.stats().entries == 1 and cache.clear() == 1

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.datasets import natural_key, open_dataset
+from benchmark.datasets import FaceBox, natural_key, open_dataset
 from benchmark.errors import DatasetLayoutError
 
 
@@ -108,3 +108,120 @@ def test_os_listdir_is_not_used_for_order(tmp_path: Path, monkeypatch) -> None:
 
     monkeypatch.setattr(os, "listdir", reversed_listdir)
     assert [f.rel for f in open_dataset(tmp_path / "a").frames] == expected
+
+
+# -- YouTube Faces label files ---------------------------------------------------------
+def _label_line(name: str, video: int, frame: int, x: float = 100, w: float = 60) -> str:
+    return f"{name}\\{video}\\{video}.{frame}.jpg,0,{x},120,{w},{w},0,1"
+
+
+def test_ytf_label_files_give_each_frame_its_box(tmp_path: Path) -> None:
+    """CRLF endings and a trailing empty line are normal; label files sit beside the
+    identity folders and are not reported as stray files; unlabelled frames only counted."""
+    _make_ytf(tmp_path, 1)
+    base = tmp_path / "frame_images_DB"
+    lines = [_label_line("Amy_A", 0, 9, x=101.5), _label_line("Amy_A", 10, 100)]
+    (base / "Amy_A.labeled_faces.txt").write_bytes(("\r\n".join(lines) + "\r\n\r\n").encode())
+    zed = [_label_line("Zed_Z", v, f) for v in (0, 2, 10) for f in (9, 10, 100)]
+    (base / "Zed_Z.labeled_faces.txt").write_text("\n".join(zed) + "\n")
+    dataset = open_dataset(tmp_path)
+    assert dataset.problems == []
+    first = dataset.frames[0]
+    assert first.rel == "frame_images_DB/Amy_A/0/0.9.jpg"
+    assert dataset.face_box(first) == FaceBox(101.5, 120.0, 60.0, 60.0)
+    assert dataset.face_box(dataset.frames[1]) is None  # Amy_A/0/0.10.jpg has no line
+    assert dataset.labelled_frames() == 2 + 9 and dataset.unlabelled_frames() == 18 - 11
+    assert dataset.subset(1, seed=0).labelled_frames() in (2, 9)
+
+
+def test_ytf_label_problems_name_the_file_and_line(tmp_path: Path) -> None:
+    _make_ytf(tmp_path, 1)
+    base = tmp_path / "frame_images_DB"
+    lines = [
+        _label_line("Amy_A", 0, 9),  # 1 fine
+        "Amy_A\\0\\0.10.jpg,0,1,2,3",  # 2 too few fields
+        _label_line("Amy_A", 0, 100).replace(",100,", ",abc,"),  # 3 non-numeric box
+        _label_line("Amy_A", 2, 9, w=-4),  # 4 negative size
+        _label_line("Zed_Z", 0, 9),  # 5 another identity's frame
+        _label_line("Amy_A", 3, 9),  # 6 no such video on disk
+        _label_line("Amy_A", 0, 9, x=5),  # 7 second line for line 1's frame
+        "",  # 8 blank: skipped
+        "Amy_A/2/2.10.jpg,0,1,2,3,4,0,1",  # 9 fine ('/' separators are accepted too)
+    ]
+    (base / "Amy_A.labeled_faces.txt").write_text("\n".join(lines))
+    (base / "Ghost_G.labeled_faces.txt").write_text(_label_line("Ghost_G", 0, 1))
+    dataset = open_dataset(tmp_path)
+    assert len(dataset.frames) == 18, "label problems never drop frames"
+    reasons = {r.split(": ", 1)[0]: r for _, r in dataset.problems}
+    where = "frame_images_DB/Amy_A.labeled_faces.txt line"
+    assert "malformed label line" in reasons[f"{where} 2"]
+    assert "malformed face box" in reasons[f"{where} 3"]
+    assert "malformed face box" in reasons[f"{where} 4"]
+    assert "not of 'Amy_A'" in reasons[f"{where} 5"]
+    assert "frame_images_DB/Amy_A/3/3.9.jpg, which is not a frame on disk" in reasons[f"{where} 6"]
+    assert "second label line" in reasons[f"{where} 7"]
+    ghost = reasons["frame_images_DB/Ghost_G.labeled_faces.txt"]
+    assert "no folder frame_images_DB/Ghost_G/" in ghost
+    assert len(dataset.problems) == 7
+    assert all(w.split("/")[0] in ("Amy_A", "Ghost_G") for w, _ in dataset.problems)
+    assert dataset.labels == {
+        "frame_images_DB/Amy_A/0/0.9.jpg": FaceBox(100.0, 120.0, 60.0, 60.0),
+        "frame_images_DB/Amy_A/2/2.10.jpg": FaceBox(1.0, 2.0, 3.0, 4.0),
+    }
+    assert dataset.unlabelled_frames() == 16
+    assert [w for w, _ in dataset.subset(1, seed=0).problems] in (
+        [w for w, _ in dataset.problems if w.startswith("Amy_A/")],
+        [],
+    )
+
+
+def test_ytf_problems_inside_videos_are_sorted(tmp_path: Path) -> None:
+    _make_ytf(tmp_path, 1)
+    for name in ("b10.txt", "b9.txt", "a.jpg"):
+        _touch(tmp_path / "frame_images_DB/Amy_A/0" / name)
+    _touch(tmp_path / "frame_images_DB/Amy_A/readme.txt")
+    wheres = [w for w, _ in open_dataset(tmp_path).problems]
+    assert wheres == ["Amy_A/0/a.jpg", "Amy_A/0/b9.txt", "Amy_A/0/b10.txt", "Amy_A/readme.txt"]
+
+
+def test_aligned_images_db_beside_frame_images_db_is_not_read(tmp_path: Path) -> None:
+    _make_ytf(tmp_path, 1)
+    for rel in ("Amy_A/0/aligned_detect_0.9.jpg", "Nobody_N/1/aligned_detect_1.5.jpg"):
+        _touch(tmp_path / "aligned_images_DB" / rel)
+    dataset = open_dataset(tmp_path)
+    assert dataset.layout == "youtube-faces" and dataset.problems == []
+    assert dataset.identities() == ["Amy_A", "Zed_Z"] and len(dataset.frames) == 18
+    assert all(f.rel.startswith("frame_images_DB/") for f in dataset.frames)
+
+
+def test_ytf_without_frame_images_db_folder(tmp_path: Path) -> None:
+    """Pointing at frame_images_DB itself: the same frames, paths relative to it."""
+    _make_ytf(tmp_path, 1)
+    base = tmp_path / "frame_images_DB"
+    (base / "Amy_A.labeled_faces.txt").write_text(_label_line("Amy_A", 0, 9))
+    dataset = open_dataset(base)
+    assert dataset.frames[0].rel == "Amy_A/0/0.9.jpg" and dataset.problems == []
+    assert dataset.face_box(dataset.frames[0]) is not None
+
+
+def test_same_natural_key_names_have_one_order(tmp_path: Path) -> None:
+    """'0.9.jpg' and '0.09.jpg' (one frame number) and 'A1'/'A01' keep a fixed order."""
+    for rel in ("A1/0/0.9.jpg", "A01/0/0.09.jpg", "A01/0/0.9.jpg"):
+        _touch(tmp_path / "frame_images_DB" / rel)
+    rels = [f.rel.removeprefix("frame_images_DB/") for f in open_dataset(tmp_path).frames]
+    assert rels == ["A01/0/0.09.jpg", "A01/0/0.9.jpg", "A1/0/0.9.jpg"]
+
+
+def test_data_info_shows_ytf_label_counts(tmp_path: Path, capsys) -> None:
+    import json
+
+    from benchmark.cli import main
+
+    _make_ytf(tmp_path, 1)
+    lines = [_label_line("Amy_A", 0, f) for f in (9, 10)] + ["broken"]
+    (tmp_path / "frame_images_DB/Amy_A.labeled_faces.txt").write_text("\n".join(lines))
+    assert main(["data", "info", str(tmp_path)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["layout"] == "youtube-faces" and info["frames"] == 18
+    assert (info["labelled_frames"], info["unlabelled_frames"]) == (2, 16)
+    assert info["layout_problems"] == 1

@@ -197,3 +197,44 @@ def test_real_stage_property_masked_or_nothing(default_mask, sample_photo, data)
         assert region_px > 0
         assert changed.sum() >= (1 - default_mask.params.max_photo_share) * region_px
         assert changed.sum() <= region_px
+
+
+class _Batched(_Square):
+    """A reconstructor with ``reconstruct_batch``: counts its calls; can fail as a whole."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.calls, self.fail = [], fail
+
+    def reconstruct(self, crop) -> FaceMesh:
+        raise AssertionError("a batching reconstructor is called through reconstruct_batch")
+
+    def reconstruct_batch(self, crops):
+        self.calls.append(len(crops))
+        if self.fail:
+            raise RuntimeError("CUDA out of memory")
+        return [
+            MaskFailure("no face") if i == 1 else _Square.reconstruct(self, c)
+            for i, c in enumerate(crops)
+        ]
+
+
+def test_batches_go_through_reconstruct_batch_once(prep_run: Path, tmp_path: Path) -> None:
+    reconstructor = _Batched()
+    stage = MaskStage(reconstructor, _Square(), _Square(), cache=Cache(tmp_path))
+    run = run_mask(prep_run, stage, progress=False, batch_size=64)
+    assert reconstructor.calls == [len(run.frames)]
+    statuses = [f.result.status for f in run.frames]
+    assert statuses[1] == "failed" and statuses.count("masked") == len(run.frames) - 1
+    run_mask(prep_run, stage, progress=False, batch_size=64)
+    assert reconstructor.calls == [len(run.frames)]  # all served by the cache the second time
+
+
+def test_a_failed_batch_is_recorded_but_not_cached(prep_run: Path, tmp_path: Path) -> None:
+    broken = MaskStage(_Batched(fail=True), _Square(), _Square(), cache=Cache(tmp_path))
+    run = run_mask(prep_run, broken, progress=False, batch_size=2)
+    assert all("CUDA out of memory" in f.result.reason for f in run.frames)
+    assert not list((run.out_dir).rglob("*.png"))
+    healthy = _Batched()
+    again = MaskStage(healthy, _Square(), _Square(), cache=Cache(tmp_path))
+    run = run_mask(prep_run, again, progress=False, batch_size=2)
+    assert sum(healthy.calls) == len(run.frames)  # nothing was cached from the failure

@@ -83,11 +83,11 @@ def build_ytf_from_lfw(lfw, root: Path, identities: int) -> Path:
 def standin_assets(tmp_path_factory, store, kept_crops) -> Path:
     """One asset folder holding a stand-in for each of the four user-supplied models."""
     from benchmark.meshes import read_ply
+    from benchmark.pipeline.insightface_standin import build_standin_pack
     from benchmark.pipeline.landmarks_dlib import DlibLandmarker
     from benchmark.pipeline.mask_cut_dlib import DLIB_81
     from benchmark.pipeline.ringnet_standin import build_standin_checkpoint
     from benchmark.tests.test_mask_cut_dlib import DLIB_68, _train_stand_in
-    from benchmark.tests.test_recognize_backends import build_standin_pack
 
     root = tmp_path_factory.mktemp("paper-standins")
     manifest = load_manifest()
@@ -138,10 +138,11 @@ def test_paper_profile_end_to_end_on_standins(
     store = standin_store(standin_assets, tmp_path / "cache")
     data = build_ytf_from_lfw(lfw, tmp_path / "ytf", IDENTITIES)
     profile = load_profiles()["paper"]
-    assert missing_assets(profile, store) == ["youtube-faces"]  # the data comes as --data
+    with pytest.warns(UserWarning, match="on first use"):  # no sha256 for these files
+        assert missing_assets(profile, store) == ["youtube-faces"]  # the data comes as --data
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # trust-on-first-use notes for the stand-ins
+        warnings.simplefilter("ignore")
         results = run_study(
             profile, tmp_path / "out", StudyOptions(data=str(data), progress=False), store
         )
