@@ -14,24 +14,15 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import cv2
 import numpy as np
 
 from benchmark.assets import AssetStore
 from benchmark.device import check_device
 from benchmark.errors import DeviceError
 from benchmark.pipeline.landmarks_dlib import DlibLandmarker
-from benchmark.pipeline.mask_types import CUTS, FaceMesh
+from benchmark.pipeline.mask_types import CUTS, FaceMesh, hull_region
 
 DLIB_81 = "shape_predictor_81_face_landmarks.dat"
-
-
-def hull_region(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Boolean ``shape`` mask of the filled convex hull of (x, y) pixel points."""
-    region = np.zeros(shape, dtype=np.uint8)
-    hull = cv2.convexHull(np.round(points).astype(np.int32))
-    cv2.fillConvexPoly(region, hull, 1)
-    return region.astype(bool)
 
 
 @CUTS.register("dlib81-hull")

@@ -10,12 +10,17 @@
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from benchmark.assets import AssetStore
 from benchmark.meshes import read_obj
-from benchmark.pipeline.mask_types import CUTS, RECONSTRUCTORS, FaceMesh, MaskFailure
+from benchmark.pipeline.mask_types import (
+    CUTS,
+    RECONSTRUCTORS,
+    FaceMesh,
+    MaskFailure,
+    hull_region,
+)
 from benchmark.pipeline.mediapipe_mesh import ASSETS as MEDIAPIPE_ASSETS
 from benchmark.pipeline.mediapipe_mesh import MediaPipeFaceMesh
 
@@ -27,16 +32,6 @@ def _one_face(mesh: MediaPipeFaceMesh, crop: np.ndarray) -> np.ndarray:
     if len(faces) > 1:
         raise MaskFailure(f"{len(faces)} faces found by the MediaPipe face mesh")
     return faces[0]
-
-
-def hull_region(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Boolean mask of the convex hull of 2-D points (shared by every hull cut)."""
-    hull = cv2.convexHull(np.round(points[:, :2]).astype(np.int32))
-    region = np.zeros(shape, np.uint8)
-    cv2.fillConvexPoly(region, hull, 1)
-    if not region.any():
-        raise MaskFailure("empty face region")
-    return region.astype(bool)
 
 
 @RECONSTRUCTORS.register("mediapipe-mesh", default=True)

@@ -90,6 +90,19 @@ class FaceCut(Protocol):
         """Boolean H×W face region of the crop; MaskFailure if it cannot be found."""
 
 
+def hull_region(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Boolean ``shape`` mask of the filled convex hull of 2-D pixel points (every hull cut's
+    region); an empty hull is a MaskFailure."""
+    import cv2
+
+    hull = cv2.convexHull(np.round(np.asarray(points)[:, :2]).astype(np.int32))
+    region = np.zeros(shape, np.uint8)
+    cv2.fillConvexPoly(region, hull, 1)
+    if not region.any():
+        raise MaskFailure("empty face region")
+    return region.astype(bool)
+
+
 RECONSTRUCTORS: Registry[Reconstructor] = Registry("mask.reconstruct")
 RENDERERS: Registry[Renderer] = Registry("mask.render")
 CUTS: Registry[FaceCut] = Registry("mask.cut")
