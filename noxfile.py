@@ -39,7 +39,8 @@ def reproduce(session: nox.Session) -> None:
     """
     args = list(session.posargs)
     profile = args[args.index("--profile") + 1] if "--profile" in args else "lfw"
-    cuda = "--device" in args and args[args.index("--device") + 1] == "cuda"
+    # Any role on CUDA (`--device cuda` or `cuda,detector=cpu`, ...) needs the GPU builds.
+    cuda = "--device" in args and "cuda" in args[args.index("--device") + 1]
     if profile == "paper" and cuda:  # TF with CUDA; onnxruntime-gpu replaces onnxruntime
         session.install("-e", ".[test,pfld,insightface,ringnet-gpu]")
         session.run("pip", "uninstall", "-y", "onnxruntime")

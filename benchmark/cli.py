@@ -114,13 +114,12 @@ def _prep(args: argparse.Namespace, dataset_spec: str, out: Path):
     from benchmark.cache import Cache
     from benchmark.datasets import resolve_dataset
     from benchmark.pipeline.prep import PrepParams, PrepStage, run_prep
+    from benchmark.protocols import MIN_SESSIONS
 
     store = AssetStore()
     dataset = resolve_dataset(dataset_spec, store)
     if args.identities:
-        dataset = dataset.subset(
-            args.identities, seed=args.seed, min_sessions=2 if dataset.layout == "lfw" else 1
-        )
+        dataset = dataset.subset(args.identities, seed=args.seed, min_sessions=MIN_SESSIONS)
     params = PrepParams(
         min_best_score=args.min_best_score,
         other_face_score=args.other_face_score,
@@ -252,7 +251,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 DEVICE_HELP = (
     "cpu (default), cuda, or cuda with per-role exceptions, e.g. cuda,detector=cpu "
-    "(roles: detector, pose, reconstruct, render, cut, embedder). Under cuda, CPU-only "
+    "or embedder:dlib-resnet=cpu for one backend (roles: detector, pose, reconstruct, "
+    "render, cut, embedder). Under cuda, CPU-only "
     "backends run on the CPU by design; any other that cannot load CUDA is an error."
 )
 

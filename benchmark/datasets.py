@@ -237,18 +237,29 @@ def _read_ytf_video(video: Path, name: str, prefix: str, out: _Read) -> list[Fra
                 or not entry.is_file()
             ):
                 strays.append(file_name)
+            elif match["video"] != video.name:
+                strays.append(file_name)  # 5.3.jpg inside folder 1: whose frame is it?
             else:
                 found.append((int(match["frame"]), file_name))
     found.sort()
     session = video.name
     for file_name in sorted(strays, key=lambda n: (natural_key(n), n)):
         where = f"{name}/{session}/{file_name}"
-        out.problems.append((where, f"{prefix}{where}: not a frame named <video>.<frame>.jpg"))
+        out.problems.append(
+            (where, f"{prefix}{where}: not a frame named {session}.<frame>.jpg of this video")
+        )
     folder = f"{prefix}{name}/{session}/"
-    return [
-        Frame(name, session, index, video / file_name, folder + file_name)
-        for index, file_name in found
-    ]
+    frames, seen = [], set()
+    for index, file_name in found:
+        if index in seen:  # 0.1.jpg and 0.01.jpg: one frame number, two files
+            where = f"{name}/{session}/{file_name}"
+            out.problems.append(
+                (where, f"{prefix}{where}: frame number {index} already used by another file")
+            )
+            continue
+        seen.add(index)
+        frames.append(Frame(name, session, index, video / file_name, folder + file_name))
+    return frames
 
 
 def _read_ytf_labels(
@@ -273,7 +284,7 @@ def _read_ytf_labels(
     for line_no, raw in enumerate(data.splitlines(), start=1):
         line_where = f"{name}/{label_file.name}:{line_no}"
         try:
-            line = raw.decode("utf-8").strip()
+            line = raw.decode("utf-8-sig" if line_no == 1 else "utf-8").strip()
         except UnicodeDecodeError:
             problem(line_no, line_where, "not UTF-8 text")
             continue

@@ -14,9 +14,11 @@ ROLES = ("detector", "pose", "reconstruct", "render", "cut", "embedder")
 class DevicePlan:
     """Where each stage role runs: ``cuda``, ``cpu``, or ``cuda,detector=cpu,...``.
 
-    The first item is the default; ``role=device`` items override it. Under a ``cuda``
-    default, backends that have no GPU code at all (``cpu_only = True``: the renderers,
-    MediaPipe, dlib's landmark cut, eos) run on the CPU by design, and the plan records it.
+    The first item is the default; ``role=device`` items override it for a role, and
+    ``role:backend=device`` for one backend of a role (``embedder:dlib-resnet=cpu``).
+    Under a ``cuda`` default, backends that have no GPU code at all (``cpu_only = True``:
+    the renderers, MediaPipe, dlib's landmark cut, eos) run on the CPU by design, and the
+    plan records it.
     Every other backend asked for CUDA either gets it or raises a DeviceError: nothing
     falls back to the CPU silently.
     """
@@ -33,9 +35,11 @@ class DevicePlan:
         for i, item in enumerate(items):
             if "=" in item:
                 role, device = (part.strip() for part in item.split("=", 1))
-                if role not in ROLES:
+                if role.split(":", 1)[0] not in ROLES:
                     known = ", ".join(ROLES)
                     raise DeviceError(f"unknown role '{role}' in --device; roles: {known}")
+                if role in overrides:
+                    raise DeviceError(f"role '{role}' given twice in --device")
                 overrides[role] = check_device(device)
             elif i == 0:
                 default = check_device(item)
@@ -45,8 +49,9 @@ class DevicePlan:
 
     def for_backend(self, role: str, backend: type) -> str:
         """The device of ``role`` when its backend is the class ``backend``."""
-        if role in self.overrides:
-            return self.overrides[role]
+        for key in (f"{role}:{getattr(backend, 'name', '')}", role):
+            if key in self.overrides:
+                return self.overrides[key]
         if self.default == "cuda" and getattr(backend, "cpu_only", False):
             return "cpu"
         return self.default
@@ -76,6 +81,20 @@ def onnx_providers(device: str) -> list[str]:
             "onnxruntime (pip install 'dmbench[gpu]' in a fresh environment)."
         )
     return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def check_session_device(session, device: str, what: str) -> None:
+    """Raise unless an onnxruntime session really runs on CUDA when CUDA was asked for.
+
+    onnxruntime-gpu lists CUDAExecutionProvider even where cuDNN or cuBLAS fail to load,
+    and then builds a CPU-only session with a log line: the one silent fallback to guard.
+    """
+    if device == "cuda" and "CUDAExecutionProvider" not in session.get_providers():
+        raise DeviceError(
+            f"{what}: device 'cuda' requested but onnxruntime built the session with "
+            f"{', '.join(session.get_providers())} only (CUDA or cuDNN libraries did not "
+            "load; see onnxruntime's log). Fix the CUDA install or use --device cpu."
+        )
 
 
 def opencv_dnn_target(device: str) -> tuple[int, int]:

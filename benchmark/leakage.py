@@ -52,10 +52,13 @@ def geometry_reidentification(
     return summarize(similarity, np.arange(len(pairs)), seed=seed)
 
 
-def probe_mask_run(run, selections, protocol: str, seed: int = 42) -> RankSummary | None:
-    """The probe on a mask run's meshes, paired by the study's protocol (None: no pair)."""
+def probe_mask_run(
+    run, selections, protocol: str, seed: int = 42, rule: str = "usable-sessions"
+) -> RankSummary | None:
+    """The probe on a mask run's meshes, paired by the study's protocol and identity rule
+    (None: no pair)."""
     from benchmark.protocols import pair_frames
 
     vertices = {f.frame: f.result.vertices for f in run.frames if f.result.vertices is not None}
-    pairs = pair_frames(selections, protocol, seed, set(vertices))
+    pairs = pair_frames(selections, protocol, seed, set(vertices), rule=rule)
     return geometry_reidentification(vertices, pairs, seed) if pairs else None

@@ -14,8 +14,11 @@ face and overlay embeddings exist in both database and query"), in two readings:
   session, not the identity.
 * ``all-sessions`` (the original's code, ``final_filtering.py``): an identity needs ≥ 2
   selected videos and EVERY one of them usable, else it is dropped whole; the draw
-  (``matching.py``) is among all its selected videos. The ``paper`` profile uses it, so
-  that its n is counted as the paper's 555 was.
+  (``matching.py``) is among all its selected videos. The ``paper`` profile uses it.
+  One difference remains by design: the original's masks failed open (the photo was
+  written as the "overlay"), so a failed mask never cost it a person; ours fail closed,
+  so n can come out below the original's. The study records how many identities were
+  lost to mask failures and how many the rule would keep had masks failed open.
 
 Draws use one ``numpy.random.default_rng(seed)`` walking identities in sorted order.
 """

@@ -233,10 +233,19 @@ def write_report(results, out_dir: Path) -> Path:
     for source, info in results.counts["mask"].items():
         lines.append(f"- mask `{source}`: {info['counts']}; reasons: {info['reasons']}")
     for embedder, info in results.counts["recognize"].items():
-        lines.append(
+        line = (
             f"- recognise `{embedder}`: no face found on {info['no_face']} of "
             f"{info['images']} images"
         )
+        if "identities_lost_to_mask_failures" in info:
+            line += (
+                f"; valid identities {info['valid_identities']} (lost to failed masks "
+                f"{info['identities_lost_to_mask_failures']}, to overlays without a face "
+                f"{info['identities_lost_to_overlay_embeddings']}; "
+                f"{info['valid_if_masks_failed_open']} had masks failed open as the "
+                "original's did)"
+            )
+        lines.append(line)
     lines += ["", "## Contact sheets", ""]
     for source in results.config["mask_sources"]:
         lines.append(f"![{source}](prep/masks/{source}/contact_sheet.png)")

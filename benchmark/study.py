@@ -27,11 +27,12 @@ from benchmark.pipeline.recognize import (
     RecognizeParams,
     RecognizeStage,
     collect_images,
+    image_id,
     load_images,
     score_scenario,
     valid_uids,
 )
-from benchmark.protocols import pair_frames
+from benchmark.protocols import MIN_SESSIONS, pair_frames
 from benchmark.settings import offline
 from benchmark.specs import Profile, load_scenarios
 
@@ -178,7 +179,7 @@ def run_study(
         dataset = dataset.subset(
             identities,
             seed=profile.seed,
-            min_sessions=2 if profile.protocol == "cross-session" else 1,
+            min_sessions=MIN_SESSIONS,  # no identity with fewer videos can be valid
         )
 
     plan = DevicePlan.parse(options.device)
@@ -217,7 +218,9 @@ def run_study(
         mask_counts[stage.backend] = {"counts": run.counts(), "reasons": run.failure_reasons()}
         if run.counts().get("masked"):
             contact_sheet(prep_dir, run, run.out_dir / "contact_sheet.png")
-        probe = probe_mask_run(run, selections, profile.protocol, profile.seed)
+        probe = probe_mask_run(
+            run, selections, profile.protocol, profile.seed, profile.identity_rule
+        )
         if probe is not None:
             leakage[stage.backend] = probe.__dict__
 
@@ -244,6 +247,20 @@ def run_study(
             valid_uids(embeddings, sources),
             rule=profile.identity_rule,
         )
+        # Where identities were lost: the original's masks failed open (the photo was
+        # written as the overlay), so only its face embeddings could drop a person; ours
+        # fail closed, so a failed mask can too. Both counts are recorded.
+        with_face = {
+            k.split("|", 2)[2]
+            for k, e in embeddings.items()
+            if k.startswith("prep|face|") and e.vector is not None
+        }
+        masked = {u for u in with_face if all(image_id(s, "overlay", u) in paths for s in sources)}
+
+        n_face, n_masked = (
+            len(pair_frames(selections, profile.protocol, profile.seed, u, profile.identity_rule))
+            for u in (with_face, masked)
+        )
         paired = {uid for pair in pairs for uid in (pair.database, pair.query)}
         second = {k: p for k, p in paths.items() if k not in first and k.split("|", 2)[2] in paired}
         embeddings |= stage.embed(load_images(second), progress=options.progress)
@@ -252,6 +269,9 @@ def run_study(
             "images": len(embeddings),
             "no_face": sum(e.vector is None for e in embeddings.values()),
             "valid_identities": len(pairs),
+            "valid_if_masks_failed_open": n_face,
+            "identities_lost_to_mask_failures": n_face - n_masked,
+            "identities_lost_to_overlay_embeddings": n_masked - len(pairs),
         }
         combos = [(s, s, False) for s in sources] + [
             (a, b, True) for a, b in permutations(sources, 2)

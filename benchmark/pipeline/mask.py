@@ -181,19 +181,28 @@ class MaskStage:
         results: list[MaskResult | None] = [self._from_cache(key) for key in keys]
         misses = [i for i, r in enumerate(results) if r is None and self._well_formed(crops[i])]
         meshes: dict[int, FaceMesh | MaskFailure] = {}
-        batch_failed = False
+        crashed: set[int] = set()  # crops whose reconstruction raised (not a MaskFailure)
         batch = getattr(self.reconstructor, "reconstruct_batch", None)
         if batch is not None and misses:
             try:
                 meshes = dict(zip(misses, batch([crops[i] for i in misses]), strict=True))
-            except Exception as exc:  # the whole batch failed: record it on every crop
-                reason = f"reconstruction of the batch failed: {type(exc).__name__}: {exc}"
-                meshes = dict.fromkeys(misses, MaskFailure(reason))
-                batch_failed = True
+            except Exception:  # retry crop by crop: one bad crop must not sink the batch
+                for i in misses:
+                    try:
+                        meshes[i] = batch([crops[i]])[0]
+                    except Exception as exc:
+                        reason = f"reconstruction crashed: {type(exc).__name__}: {exc}"
+                        meshes[i] = MaskFailure(reason)
+                        crashed.add(i)
+                if crashed == set(misses):
+                    raise DmbenchError(  # systemic (out of memory, a broken model): stop loudly
+                        f"{self.reconstructor.name} failed on every crop of a batch of "
+                        f"{len(misses)}: {meshes[misses[0]].reason}"
+                    ) from None
         for i, key in enumerate(keys):
             if results[i] is None:
                 results[i] = self._compute(crops[i], meshes.get(i))
-                if not (batch_failed and i in meshes):  # not the crop's fault: retry next run
+                if i not in crashed:  # a crash is not the crop's verdict: retry next run
                     self._store(key, results[i])
         return results  # type: ignore[return-value]
 

@@ -32,7 +32,7 @@ import warnings
 import numpy as np
 
 from benchmark.assets import AssetStore
-from benchmark.device import check_device, onnx_providers
+from benchmark.device import check_device, check_session_device, onnx_providers
 from benchmark.errors import AssetError, DmbenchError
 from benchmark.pipeline.recognize_sface import as_bgr
 from benchmark.pipeline.recognize_types import EMBEDDERS, Embedding
@@ -88,6 +88,7 @@ class InsightFaceBuffaloL:
         ):
             if getattr(model, "taskname", None) != task:
                 raise AssetError(f"{path}: insightface does not load it as a {task} model")
+            check_session_device(model.session, device, f"insightface-buffalo-l ({path.name})")
         self.detector.prepare(ctx_id, input_size=DET_SIZE, det_thresh=DET_THRESH)
         self.recognizer.prepare(ctx_id)
 

@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 
 from benchmark.assets import AssetStore
-from benchmark.device import check_device, onnx_providers
+from benchmark.device import check_device, check_session_device, onnx_providers
 from benchmark.errors import AssetError
 from benchmark.pipeline.landmarks_dlib import as_uint8_image
 from benchmark.pipeline.prep import Detection
@@ -89,6 +89,7 @@ class SFaceEmbedder:
         options.log_severity_level = 3  # the IR-6 file warns once per initializer input
         options.add_session_config_entry("session.disable_quant_qdq", "1")
         self.session = ort.InferenceSession(model, options, providers=providers)
+        check_session_device(self.session, device, "sface")
         inputs = self.session.get_inputs()
         if list(inputs[0].shape) != list(SFACE_INPUT):
             raise AssetError(

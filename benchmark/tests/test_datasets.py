@@ -205,11 +205,34 @@ def test_ytf_without_frame_images_db_folder(tmp_path: Path) -> None:
 
 
 def test_same_natural_key_names_have_one_order(tmp_path: Path) -> None:
-    """'0.9.jpg' and '0.09.jpg' (one frame number) and 'A1'/'A01' keep a fixed order."""
+    """'A1'/'A01' keep a fixed order; '0.9.jpg' and '0.09.jpg' share one frame number, so
+    the first in name order is the frame and the other a recorded problem (one uid each)."""
     for rel in ("A1/0/0.9.jpg", "A01/0/0.09.jpg", "A01/0/0.9.jpg"):
         _touch(tmp_path / "frame_images_DB" / rel)
-    rels = [f.rel.removeprefix("frame_images_DB/") for f in open_dataset(tmp_path).frames]
-    assert rels == ["A01/0/0.09.jpg", "A01/0/0.9.jpg", "A1/0/0.9.jpg"]
+    dataset = open_dataset(tmp_path)
+    rels = [f.rel.removeprefix("frame_images_DB/") for f in dataset.frames]
+    assert rels == ["A01/0/0.09.jpg", "A1/0/0.9.jpg"]
+    assert len({f.uid for f in dataset.frames}) == len(dataset.frames)
+    assert [p[0] for p in dataset.problems] == ["A01/0/0.9.jpg"]
+    assert "frame number 9 already used" in dataset.problems[0][1]
+
+
+def test_a_frame_of_another_video_is_a_problem(tmp_path: Path) -> None:
+    for rel in ("Amy_A/1/1.3.jpg", "Amy_A/1/5.4.jpg"):
+        _touch(tmp_path / "frame_images_DB" / rel)
+    dataset = open_dataset(tmp_path)
+    assert [f.rel for f in dataset.frames] == ["frame_images_DB/Amy_A/1/1.3.jpg"]
+    assert dataset.problems[0][0] == "Amy_A/1/5.4.jpg"
+
+
+def test_a_label_file_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    _touch(tmp_path / "frame_images_DB" / "Amy_A" / "0" / "0.9.jpg")
+    label = "Amy_A\\0\\0.9.jpg,0,100,120,60,60,0,1\r\n"
+    (tmp_path / "frame_images_DB" / "Amy_A.labeled_faces.txt").write_bytes(
+        b"\xef\xbb\xbf" + label.encode()
+    )
+    dataset = open_dataset(tmp_path)
+    assert dataset.problems == [] and dataset.labelled_frames() == 1
 
 
 def test_data_info_shows_ytf_label_counts(tmp_path: Path, capsys) -> None:

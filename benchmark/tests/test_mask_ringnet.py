@@ -59,7 +59,9 @@ def test_a_224_crop_passes_unchanged() -> None:
     assert transform == CropTransform(1.0, (112, 112))
 
 
-@pytest.mark.parametrize(("width", "height"), [(300, 180), (150, 400), (500, 500)])
+@pytest.mark.parametrize(
+    ("width", "height"), [(300, 180), (150, 400), (500, 500), (224, 224), (333, 97)]
+)
 def test_projection_maps_crop_pixels_back_to_the_input_image(width: int, height: int) -> None:
     """A point drawn where a marker appears in the network's input lands on the marker.
 
@@ -78,8 +80,10 @@ def test_projection_maps_crop_pixels_back_to_the_input_image(width: int, height:
     vertex = np.array([[(u - 112) / (112 * s) - tx, (v - 112) / (112 * s) - ty, 0.0]])
     points, tz = to_image_frame(vertex, np.array([s, tx, ty]), transform)
     assert tz == pytest.approx(FOCAL / (112 * s))
-    # the marker is 7 px wide; resizing blurs its centre by under a pixel of the input
-    assert np.abs(points[0, :2] - marker).max() < 1.0 / transform.scale
+    # Within half a pixel of the network's input (0.5 / scale pixels of the image): the
+    # marker's centre survives resizing to a fraction of a pixel, while a window off by
+    # one pixel (the error this test is for) lands ≥ 0.7 input pixels away.
+    assert np.abs(points[0, :2] - marker).max() < 0.5 / transform.scale
 
 
 def test_depth_is_larger_nearer_the_camera() -> None:
@@ -197,7 +201,7 @@ def test_mask_stage_end_to_end_on_the_standin(standin_store, kept_crops, tmp_pat
 def test_onnx_conversion_gives_the_same_vertices(standin_store, kept_crops) -> None:
     pytest.importorskip("tf2onnx")
     path, record = mask_ringnet.convert_to_onnx(standin_store)
-    assert path.is_file() and record["max_abs_vertex_diff_m"] <= mask_ringnet.CONVERSION_ATOL
+    assert path.is_file() and not list(path.parent.glob("*.part*"))
     assert record["source_sha256"] == standin_store.sha256_of("ringnet")
     tf_backend = RECONSTRUCTORS.create("ringnet", store=standin_store)
     onnx_backend = RECONSTRUCTORS.create("ringnet-onnx", store=standin_store)
@@ -218,9 +222,10 @@ def test_onnx_conversion_gives_the_same_vertices(standin_store, kept_crops) -> N
 def test_onnx_on_cuda_without_onnxruntime_gpu_is_refused(standin_store) -> None:
     import onnxruntime
 
+    pytest.importorskip("tf2onnx")
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         pytest.skip("onnxruntime has CUDA here")
-    mask_ringnet.find_converted(standin_store)  # converted by the test above
+    mask_ringnet.convert_to_onnx(standin_store)
     with pytest.raises(DeviceError, match="onnxruntime-gpu"):
         RECONSTRUCTORS.create("ringnet-onnx", store=standin_store, device="cuda")
 
@@ -248,3 +253,28 @@ def test_cli_convert(standin_store, monkeypatch, capsys) -> None:
     monkeypatch.setenv("DMBENCH_CACHE_DIR", str(standin_store.cache_dir.parent))
     assert main(["assets", "convert", "ringnet"]) == 0
     assert "differ by at most" in capsys.readouterr().out
+
+
+def test_a_conversion_of_another_checkpoint_is_refused(standin_store) -> None:
+    """The record names the checkpoint it came from; a different one in the store wins."""
+    import json
+
+    pytest.importorskip("tf2onnx")
+    path, record = mask_ringnet.convert_to_onnx(standin_store)
+    record_path = path.with_name(mask_ringnet.ONNX_RECORD)
+    stale = dict(record, source_sha256={k: "0" * 64 for k in record["source_sha256"]})
+    record_path.write_text(json.dumps(stale))
+    try:
+        with pytest.raises(AssetError, match="another checkpoint"):
+            mask_ringnet.find_converted(standin_store)
+    finally:
+        record_path.write_text(json.dumps(record))
+
+
+def test_a_meta_graph_that_is_not_a_graph_is_an_asset_error(tmp_path: Path) -> None:
+    pytest.importorskip("tensorflow")
+    prefix = tmp_path / "ring_6_68641"
+    for suffix in (".meta", ".index", ".data-00000-of-00001"):
+        (tmp_path / f"ring_6_68641{suffix}").write_bytes(b"not a checkpoint")
+    with pytest.raises(AssetError, match="not the RingNet graph"):
+        mask_ringnet.TensorFlowRunner(prefix)

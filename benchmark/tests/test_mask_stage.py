@@ -229,12 +229,32 @@ def test_batches_go_through_reconstruct_batch_once(prep_run: Path, tmp_path: Pat
     assert reconstructor.calls == [len(run.frames)]  # all served by the cache the second time
 
 
-def test_a_failed_batch_is_recorded_but_not_cached(prep_run: Path, tmp_path: Path) -> None:
+def test_a_systemic_batch_failure_stops_the_run(prep_run: Path, tmp_path: Path) -> None:
+    """Out of memory on every crop: a loud error, and nothing cached that would hide it."""
+    from benchmark.errors import DmbenchError
+
     broken = MaskStage(_Batched(fail=True), _Square(), _Square(), cache=Cache(tmp_path))
-    run = run_mask(prep_run, broken, progress=False, batch_size=2)
-    assert all("CUDA out of memory" in f.result.reason for f in run.frames)
-    assert not list((run.out_dir).rglob("*.png"))
+    with pytest.raises(DmbenchError, match="CUDA out of memory"):
+        run_mask(prep_run, broken, progress=False, batch_size=2)
     healthy = _Batched()
     again = MaskStage(healthy, _Square(), _Square(), cache=Cache(tmp_path))
     run = run_mask(prep_run, again, progress=False, batch_size=2)
     assert sum(healthy.calls) == len(run.frames)  # nothing was cached from the failure
+
+
+class _OneBadCrop(_Batched):
+    """A batch with one crop that crashes the network: the others must still be masked."""
+
+    def reconstruct_batch(self, crops):
+        self.calls.append(len(crops))
+        if len(crops) > 1 or len(self.calls) == 2:  # the batch, then the first single crop
+            raise RuntimeError("bad input")
+        return [_Square.reconstruct(self, c) for c in crops]
+
+
+def test_one_crashing_crop_does_not_sink_its_batch(prep_run: Path, tmp_path: Path) -> None:
+    stage = MaskStage(_OneBadCrop(), _Square(), _Square(), cache=Cache(tmp_path))
+    run = run_mask(prep_run, stage, progress=False, batch_size=64)
+    statuses = [f.result.status for f in run.frames]
+    assert statuses[0] == "failed" and "crashed" in run.frames[0].result.reason
+    assert statuses[1:] == ["masked"] * (len(statuses) - 1)
