@@ -87,70 +87,54 @@ def check_pfld_cuda(batch: int = 256) -> dict:
     }
 
 
-def check_ringnet_tensorflow(batch: int = 32) -> dict:
-    """A RingNet-sized stand-in graph (≈ 3.8 GMAC/image) on TensorFlow GPU vs CPU."""
-    from benchmark.pipeline.mask_ringnet import TensorFlowRunner, import_tensorflow, probe_images
+def _compare_ringnet_runners(cpu, gpu, batch: int) -> dict:
+    """Vertex parity (metres; TF32/cuDNN vs CPU summation order) and images/s of both."""
+    from benchmark.pipeline.mask_ringnet import probe_images
 
-    if not import_tensorflow().config.list_physical_devices("GPU"):
-        raise DeviceError("TensorFlow sees no GPU (install 'dmbench[ringnet-gpu]' where CUDA is)")
-    from benchmark.pipeline.ringnet_standin import RESNET50_LIKE, build_standin_checkpoint
-
-    with tempfile.TemporaryDirectory() as tmp:
-        prefix = build_standin_checkpoint(
-            Path(tmp) / "ring_6_68641", _flame_like(), convs=RESNET50_LIKE
-        )
-        gpu = TensorFlowRunner(prefix, "cuda", batch_size=batch)  # DeviceError if no GPU
-        cpu = TensorFlowRunner(prefix, "cpu", batch_size=batch)
-    images = np.repeat(probe_images(4), batch // 4, axis=0)
-    diff = float(np.abs(cpu(images[:8])[0] - gpu(images[:8])[0]).max())
-    return {
-        "ok": diff < 1e-3,  # metres: TF32/cuDNN vs oneDNN summation order
-        "max_abs_vertex_diff_m": diff,
-        "gpu_images_per_s": round(batch / _time(lambda: gpu(images), 3)),
-        "cpu_images_per_s": round(8 / _time(lambda: cpu(images[:8]), 1)),
-    }
-
-
-def check_ringnet_onnx(batch: int = 32) -> dict:
-    """The same stand-in converted with tf2onnx, on onnxruntime CUDA vs CPU."""
-    import tf2onnx
-
-    from benchmark.device import onnx_providers
-
-    onnx_providers("cuda")  # DeviceError before building anything where CUDA is absent
-    from benchmark.pipeline.mask_ringnet import (
-        INPUT_TENSOR,
-        PARAMETERS_TENSOR,
-        VERTICES_TENSOR,
-        OnnxRunner,
-        TensorFlowRunner,
-        probe_images,
-    )
-    from benchmark.pipeline.ringnet_standin import RESNET50_LIKE, build_standin_checkpoint
-
-    with tempfile.TemporaryDirectory() as tmp:
-        prefix = build_standin_checkpoint(
-            Path(tmp) / "ring_6_68641", _flame_like(), convs=RESNET50_LIKE
-        )
-        model, _ = tf2onnx.convert.from_graph_def(
-            TensorFlowRunner(prefix, "cpu").frozen_graph_def(),
-            input_names=[INPUT_TENSOR],
-            output_names=[VERTICES_TENSOR, PARAMETERS_TENSOR],
-            opset=13,
-        )
-        path = Path(tmp) / "ring_6_68641.onnx"
-        path.write_bytes(model.SerializeToString())
-        gpu = OnnxRunner(path, "cuda", batch_size=batch)
-        cpu = OnnxRunner(path, "cpu", batch_size=batch)
     images = np.repeat(probe_images(4), batch // 4, axis=0)
     diff = float(np.abs(cpu(images[:8])[0] - gpu(images[:8])[0]).max())
     return {
         "ok": diff < 1e-3,
-        "providers": gpu.session.get_providers(),
         "max_abs_vertex_diff_m": diff,
         "gpu_images_per_s": round(batch / _time(lambda: gpu(images), 3)),
         "cpu_images_per_s": round(8 / _time(lambda: cpu(images[:8]), 1)),
     }
+
+
+def _ringnet_sized_standin(folder: Path) -> Path:
+    """A RingNet-sized stand-in checkpoint (≈ 3.8 GMAC/image) in ``folder``."""
+    from benchmark.pipeline.ringnet_standin import RESNET50_LIKE, build_standin_checkpoint
+
+    return build_standin_checkpoint(folder / "ring_6_68641", _flame_like(), convs=RESNET50_LIKE)
+
+
+def check_ringnet_tensorflow(batch: int = 32) -> dict:
+    """A RingNet-sized stand-in graph on TensorFlow GPU vs CPU."""
+    from benchmark.pipeline.mask_ringnet import TensorFlowRunner, import_tensorflow
+
+    if not import_tensorflow().config.list_physical_devices("GPU"):
+        raise DeviceError("TensorFlow sees no GPU (install 'dmbench[ringnet-gpu]' where CUDA is)")
+    with tempfile.TemporaryDirectory() as tmp:
+        prefix = _ringnet_sized_standin(Path(tmp))
+        gpu = TensorFlowRunner(prefix, "cuda", batch_size=batch)  # DeviceError if no GPU
+        cpu = TensorFlowRunner(prefix, "cpu", batch_size=batch)
+    return _compare_ringnet_runners(cpu, gpu, batch)
+
+
+def check_ringnet_onnx(batch: int = 32) -> dict:
+    """The same stand-in converted with tf2onnx, on onnxruntime CUDA vs CPU."""
+    import tf2onnx  # noqa: F401 - 'unavailable' before anything is built when missing
+
+    from benchmark.device import onnx_providers
+    from benchmark.pipeline.mask_ringnet import OnnxRunner, TensorFlowRunner, export_onnx
+
+    onnx_providers("cuda")  # DeviceError before building anything where CUDA is absent
+    with tempfile.TemporaryDirectory() as tmp:
+        prefix = _ringnet_sized_standin(Path(tmp))
+        path = export_onnx(TensorFlowRunner(prefix, "cpu"), Path(tmp) / "ring_6_68641.onnx")
+        gpu = OnnxRunner(path, "cuda", batch_size=batch)
+        cpu = OnnxRunner(path, "cpu", batch_size=batch)
+    return _compare_ringnet_runners(cpu, gpu, batch) | {"providers": gpu.session.get_providers()}
 
 
 def check_sface(n: int = 256) -> dict:
@@ -175,22 +159,15 @@ def check_sface(n: int = 256) -> dict:
 
 def check_insightface(n: int = 64) -> dict:
     """buffalo_l-shaped STAND-IN ONNX files through the insightface backend, CUDA vs CPU."""
-    import dataclasses
-
-    from benchmark.assets import AssetStore, load_manifest
-    from benchmark.pipeline.insightface_standin import build_standin_pack
+    from benchmark.assets import AssetStore
+    from benchmark.pipeline.insightface_standin import build_standin_pack, standin_manifest
     from benchmark.pipeline.recognize_insightface import ASSET, InsightFaceBuffaloL
 
     with tempfile.TemporaryDirectory() as tmp:
         build_standin_pack(Path(tmp) / "models" / ASSET)
-        manifest = load_manifest()
-        files = tuple(
-            dataclasses.replace(f, size=None)
-            for f in manifest[ASSET].files
-            if f.path in ("det_10g.onnx", "w600k_r50.onnx")
+        store = AssetStore(
+            standin_manifest(), Path(tmp) / "cache", [Path(tmp)], allow_download=False
         )
-        manifest[ASSET] = dataclasses.replace(manifest[ASSET], files=files)
-        store = AssetStore(manifest, Path(tmp) / "cache", [Path(tmp)], allow_download=False)
         import warnings
 
         with warnings.catch_warnings():

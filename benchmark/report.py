@@ -107,6 +107,11 @@ def bar_chart(results, out: Path) -> Path:
         f"profile {results.profile}: masks re-identified (95 % bootstrap intervals)", fontsize=9
     )
     ax.legend(fontsize=8)
+    return _save(plt, fig, out)
+
+
+def _save(plt, fig, out: Path) -> Path:
+    """Every chart's last step: lay out, write the PNG, free the figure."""
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
@@ -137,10 +142,7 @@ def cmc_chart(results, out: Path) -> Path:
         ax.set_ylabel("identified (%)")
         ax.set_ylim(0, 100)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, out)
 
 
 def write_report(results, out_dir: Path) -> Path:

@@ -9,9 +9,13 @@ accuracy. Building them needs the ``onnx`` package.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
+
+from benchmark.assets import Asset, load_manifest
+from benchmark.pipeline.recognize_insightface import ASSET, DETECTOR_FILE, RECOGNIZER_FILE
 
 # SCRFD-10G (det_10g.onnx), as insightface 0.7.3 and public inspections of the file describe
 # it: input 'input.1' [1, 3, '?', '?'] (dynamic H, W); 9 outputs, scores / box distances /
@@ -126,3 +130,19 @@ def build_standin_pack(folder: Path) -> Path:
     build_scrfd_standin(folder / "det_10g.onnx")
     build_arcface_standin(folder / "w600k_r50.onnx")
     return folder
+
+
+def standin_manifest(names: tuple[str, ...] = (ASSET,)) -> dict[str, Asset]:
+    """The real manifest fitted to stand-ins: the assets ``names`` lose their files' sizes
+    (no stand-in has the real sizes), and buffalo_l keeps only the two files the recogniser
+    reads (the pack's landmark and gender/age models have no stand-in)."""
+    manifest = load_manifest()
+    for name in names:
+        asset = manifest[name]
+        files = tuple(
+            dataclasses.replace(f, size=None)
+            for f in asset.files
+            if name != ASSET or f.path in (DETECTOR_FILE, RECOGNIZER_FILE)
+        )
+        manifest[name] = dataclasses.replace(asset, files=files)
+    return manifest

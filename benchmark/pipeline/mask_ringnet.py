@@ -268,6 +268,20 @@ def probe_images(n: int = 3, seed: int = 0) -> np.ndarray:
     return np.stack([cv2.resize(img, (IMG_SIZE, IMG_SIZE)) for img in small])
 
 
+def export_onnx(runner: TensorFlowRunner, path: Path, opset: int = 13) -> Path:
+    """Write the runner's frozen graph as ONNX with tf2onnx, tensor names kept."""
+    import tf2onnx
+
+    model, _ = tf2onnx.convert.from_graph_def(
+        runner.frozen_graph_def(),
+        input_names=[INPUT_TENSOR],
+        output_names=[VERTICES_TENSOR, PARAMETERS_TENSOR],
+        opset=opset,
+    )
+    Path(path).write_bytes(model.SerializeToString())
+    return Path(path)
+
+
 def convert_to_onnx(
     store: AssetStore, out_dir: Path | None = None, opset: int = 13
 ) -> tuple[Path, dict]:
@@ -282,17 +296,11 @@ def convert_to_onnx(
 
     prefix = checkpoint_prefix(store)
     runner = TensorFlowRunner(prefix, "cpu")
-    model, _ = tf2onnx.convert.from_graph_def(
-        runner.frozen_graph_def(),
-        input_names=[INPUT_TENSOR],
-        output_names=[VERTICES_TENSOR, PARAMETERS_TENSOR],
-        opset=opset,
-    )
     out_dir = Path(out_dir) if out_dir is not None else store.cache_dir / ASSET
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / ONNX_FILE
     tmp = target.with_name(f"{ONNX_FILE}.part{os.getpid()}")
-    tmp.write_bytes(model.SerializeToString())
+    export_onnx(runner, tmp, opset)
     try:
         probe = probe_images(3)
         tf_verts, tf_params = runner(probe)

@@ -47,12 +47,9 @@ class Registry(Generic[T]):
 
     def create(self, name: str | None, **kwargs: Any) -> T:
         """An instance; a ``DevicePlan`` given as ``device`` is resolved for this role."""
-        from benchmark.device import DevicePlan
-
-        cls = self.cls(name)
-        if isinstance(kwargs.get("device"), DevicePlan):
-            kwargs["device"] = kwargs["device"].for_backend(self.role.split(".")[-1], cls)
-        return cls(**kwargs)
+        if "device" in kwargs:
+            kwargs["device"] = self.device_of(name, kwargs["device"])
+        return self.cls(name)(**kwargs)
 
     def device_of(self, name: str | None, device: Any) -> str:
         """The device ``create`` would give this backend (for the record of a run)."""

@@ -20,7 +20,6 @@ unchanged once the real files are in the asset store.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import warnings
 from pathlib import Path
@@ -101,23 +100,15 @@ def standin_assets(tmp_path_factory, store, kept_crops) -> Path:
 
 
 def standin_store(assets: Path, cache: Path) -> AssetStore:
-    """The real manifest with the real files' sizes dropped (no stand-in has them), and
-    buffalo_l cut to the two files the recogniser reads (the pack's landmark and
-    gender/age models have no stand-in)."""
-    from benchmark.pipeline.recognize_insightface import DETECTOR_FILE, RECOGNIZER_FILE
+    """The stand-ins in ``assets`` before the shared assets, under a manifest fitted to them."""
+    from benchmark.pipeline.insightface_standin import standin_manifest
 
-    manifest = load_manifest()
-    for name in USER_SUPPLIED:
-        asset = manifest[name]
-        files = tuple(
-            dataclasses.replace(f, size=None)
-            for f in asset.files
-            if name != "insightface-buffalo-l" or f.path in (DETECTOR_FILE, RECOGNIZER_FILE)
-        )
-        manifest[name] = dataclasses.replace(asset, files=files)
     shared = AssetStore().search_dirs
     return AssetStore(
-        manifest, cache_dir=cache, search_dirs=[assets, *shared], allow_download=False
+        standin_manifest(USER_SUPPLIED),
+        cache_dir=cache,
+        search_dirs=[assets, *shared],
+        allow_download=False,
     )
 
 
