@@ -1,37 +1,29 @@
-"""Evaluating the study's claims (``specs/claims.toml``) against a run's results."""
+"""Evaluating the study's claims (``specs/claims.toml``) against a run's results.
+
+Every claim kind has two functions here: how it is judged on a run (``evaluate``) and
+its power at a given n (``power``), from which the claim's minimum n is derived. A claim
+is only judged where it has power: a verdict on too few identities is no verdict.
+"""
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from benchmark.metrics import paired_difference, wilson_interval
+from benchmark import stats
+from benchmark.metrics import paired_difference
 from benchmark.specs import Claim
-from benchmark.study import StudyResults
+
+POWER_TARGET = 0.8  # every claim's minimum n gives it at least this power
 
 
 @dataclass(frozen=True)
 class Verdict:
     holds: bool
     measured: str  # the numbers, for the test report and the issue note
-
-
-def binomial_tail(successes: int, n: int, p: float) -> float:
-    """P(X ≥ successes) for X ~ Binomial(n, p), exactly (log-space sum)."""
-    if successes <= 0:
-        return 1.0
-    if p <= 0:
-        return 0.0
-    terms = [
-        math.lgamma(n + 1)
-        - math.lgamma(k + 1)
-        - math.lgamma(n - k + 1)
-        + k * math.log(p)
-        + (n - k) * math.log1p(-p)
-        for k in range(successes, n + 1)
-    ]
-    top = max(terms)
-    return min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms))
+    n: int  # identities the claim was judged on (0: the scenario scored nobody)
+    value: float  # the monitored statistic: a rank-1, or a difference of rank-1s
 
 
 def _describe(row: dict) -> str:
@@ -45,44 +37,186 @@ def _describe(row: dict) -> str:
     )
 
 
-def evaluate(claim: Claim, results: StudyResults, embedder: str) -> Verdict:
+def _hits(row: dict) -> int:
+    return round(row["rank1"] * row["n"])
+
+
+def _rank1_lower_bound(p: dict, row: dict) -> tuple[bool, str]:
+    lo, _ = stats.wilson(_hits(row), row["n"])
+    bound = f"bound ≥ {100 * p['min']:.0f} %"
+    return lo >= p["min"], f"Wilson 95 % lower end {100 * lo:.1f} % ({bound})"
+
+
+def _at_chance(p: dict, row: dict) -> tuple[bool, str]:
+    test = stats.equivalence_at_chance(_hits(row), row["n"], row["chance"], p["margin"], p["alpha"])
+    return bool(test["holds"]), (
+        f"{_hits(row)} hits; equivalence test: one-sided {100 * (1 - p['alpha']):.0f} % exact "
+        f"upper bound {100 * test['upper']:.2f} % vs chance + margin "
+        f"{100 * test['bound']:.2f} % (p = {test['p_value']:.3g})"
+    )
+
+
+def _above_chance(p: dict, row: dict) -> tuple[bool, str]:
+    test = stats.above_chance_test(_hits(row), row["n"], row["chance"], p["alpha"])
+    return bool(test["holds"]), (
+        f"{_hits(row)} hits, one-sided exact binomial p = {test['p_value']:.3g} against "
+        f"chance (α = {p['alpha']})"
+    )
+
+
+def _consistent_with_published(p: dict, row: dict) -> tuple[bool, str]:
+    diff, lo, hi = stats.newcombe_difference(_hits(row), row["n"], p["paper_hits"], p["paper_n"])
+    return lo <= 0.0 <= hi, (
+        f"paper {p['paper_hits']}/{p['paper_n']} = {100 * p['paper_hits'] / p['paper_n']:.1f} %; "
+        f"ours − paper = {100 * diff:.1f} points, Newcombe 95 % interval "
+        f"{100 * lo:.1f} to {100 * hi:.1f} (both sampling errors)"
+    )
+
+
+def _compatible_with_at_most(p: dict, row: dict) -> tuple[bool, str]:
+    pvalue = stats.binomial_tail(_hits(row), row["n"], p["max"])
+    return pvalue >= p["alpha"], (
+        f"{_hits(row)} hits; exact test of rank-1 ≤ {100 * p['max']:.2f} %: p = {pvalue:.3g} "
+        f"(rejected below α = {p['alpha']})"
+    )
+
+
+ROW_KINDS: dict[str, Callable[[dict, dict], tuple[bool, str]]] = {
+    "rank1_lower_bound": _rank1_lower_bound,
+    "at_chance": _at_chance,
+    "above_chance": _above_chance,
+    "consistent_with_published": _consistent_with_published,
+    "compatible_with_at_most": _compatible_with_at_most,
+}
+KINDS = (*ROW_KINDS, "difference_positive")
+
+
+def evaluate(claim: Claim, results: Any, embedder: str, source: str | None = None) -> Verdict:
+    """The claim on one recogniser (and, for per-source claims, one mask source)."""
     p = claim.params
-    row = results.find(p["scenario"], embedder) if "scenario" in p else None
-    if claim.kind == "rank1_lower_bound":
-        holds = row["rank1_ci"][0] >= p["min"]
-        return Verdict(holds, f"{_describe(row)}; bound: CI lower end ≥ {100 * p['min']:.0f} %")
-    if claim.kind in {"at_chance", "above_chance"}:
-        hits = round(row["rank1"] * row["n"])
-        pvalue = binomial_tail(hits, row["n"], row["chance"])
-        holds = pvalue >= p["alpha"] if claim.kind == "at_chance" else pvalue < p["alpha"]
-        return Verdict(
-            holds,
-            f"{_describe(row)}; {hits} hits, one-sided exact binomial "
-            f"p = {pvalue:.3g} against chance (α = {p['alpha']})",
-        )
     if claim.kind == "difference_positive":
-        better = results.find(p["better"], embedder)
-        worse = results.find(p["worse"], embedder)
+        better = results.find(p["better"], embedder, source)
+        worse = results.find(p["worse"], embedder, source)
         mean, lo, hi, n = paired_difference(
             results.hits_of(better), results.hits_of(worse), seed=results.config["profile"]["seed"]
         )
         return Verdict(
-            lo > 0,
-            f"{p['better']} − {p['worse']} [{embedder}] = "
-            f"{100 * mean:.1f} points (paired bootstrap 95 % CI "
-            f"{100 * lo:.1f}–{100 * hi:.1f}) over {n} identities",
+            n > 0 and lo > 0,
+            f"{p['better']} − {p['worse']} [{embedder}, {better['query_source']}] = "
+            f"{100 * mean:.1f} points (paired bootstrap 95 % CI {100 * lo:.1f}–{100 * hi:.1f}) "
+            f"over {n} identities",
+            n,
+            mean,
         )
-    if claim.kind == "rank1_within_binomial_interval":
-        successes = round(p["target"] * p["n"])
-        lo, hi = wilson_interval(successes, p["n"])
-        holds = lo <= row["rank1"] <= hi
-        return Verdict(
-            holds,
-            f"{_describe(row)}; paper {100 * p['target']:.1f} % at n = "
-            f"{p['n']}: 95 % interval {100 * lo:.1f}–{100 * hi:.1f}",
-        )
-    if claim.kind == "rank1_at_most":
-        return Verdict(
-            row["rank1"] <= p["max"], f"{_describe(row)}; bound ≤ {100 * p['max']:.2f} %"
-        )
+    if claim.kind not in ROW_KINDS:
+        raise ValueError(f"claim {claim.id}: unknown kind {claim.kind!r}")
+    row = results.find(p["scenario"], embedder, source)
+    if row["n"] == 0:
+        return Verdict(False, f"{_describe(row)}; the scenario scored nobody", 0, 0.0)
+    holds, how = ROW_KINDS[claim.kind](p, row)
+    return Verdict(holds, f"{_describe(row)}; {how}", row["n"], row["rank1"])
+
+
+def power(claim: Claim, n: int) -> float:
+    """The claim's power at n identities against the alternative its ``power`` table states."""
+    p, alt = claim.params, claim.power
+    if claim.kind == "rank1_lower_bound":
+        return stats.power_lower_bound(n, alt["alternative"], p["min"])
+    if claim.kind == "at_chance":
+        return stats.power_equivalence_at_chance(n, p["margin"], p["alpha"])
+    if claim.kind == "above_chance":
+        return stats.power_above_chance(n, alt["alternative"], p["alpha"])
+    if claim.kind == "difference_positive":
+        return stats.power_paired_difference(n, alt["difference"], alt["discordant"])
+    if claim.kind == "consistent_with_published":
+        rate = p["paper_hits"] / p["paper_n"]
+        return stats.prob_consistent(n, rate, p["paper_n"], rate)
+    if claim.kind == "compatible_with_at_most":
+        return stats.power_above_chance(n, alt["alternative"], p["alpha"], chance=p["max"])
     raise ValueError(f"claim {claim.id}: unknown kind {claim.kind!r}")
+
+
+def minimum_n(claim: Claim) -> int | None:
+    """Smallest n with power ≥ ``POWER_TARGET`` (for the next 50 n too), or ``floor_n`` when
+    the claim states a larger floor (the paper's own n, below which it is another study)."""
+    found = stats.min_n(lambda n: power(claim, n), POWER_TARGET, n_max=20_000)
+    floor = claim.power.get("floor_n")
+    if found is None or floor is None:
+        return found
+    return max(found, floor)
+
+
+def finding_band(finding: dict, n: int) -> tuple[float, float]:
+    """The band a recorded finding's value must stay in at n identities.
+
+    ``tolerance`` is stated at the finding's own n; sampling error grows as 1/√n, so a
+    smaller run gets a proportionally wider band.
+    """
+    tolerance = finding["tolerance"] * (finding["n"] / max(n, 1)) ** 0.5
+    return finding["value"] - tolerance, finding["value"] + tolerance
+
+
+def verdict_for(claim: Claim, results: Any, embedder: str, source: str | None = None) -> Verdict:
+    """``evaluate``, where results that lack the claim's scenario are a failed verdict."""
+    try:
+        return evaluate(claim, results, embedder, source)
+    except KeyError as exc:
+        return Verdict(False, f"the results have no such scenario: {exc}", 0, float("nan"))
+
+
+@dataclass(frozen=True)
+class Judgement:
+    outcome: str  # pass | fail | skip | xfail
+    message: str
+
+
+def judge(claim: Claim, verdict: Verdict, default_run: bool, finding_key: str) -> Judgement:
+    """What a claim's test reports, from its verdict; nothing passes vacuously.
+
+    ``default_run``: the run asked for the profile's own number of identities. There an n
+    below the claim's minimum fails; in a reduced run the claim is not judged (skipped).
+    """
+    if verdict.n == 0:
+        return Judgement("fail", f"{claim.id}: nobody was scored — {verdict.measured}")
+    if verdict.n < claim.min_n:
+        why = (
+            f"n = {verdict.n} is below the claim's minimum n = {claim.min_n} "
+            f"(its power is under {POWER_TARGET:.0%} there): {verdict.measured}"
+        )
+        if default_run:
+            return Judgement("fail", f"{claim.id}: {why}")
+        return Judgement("skip", f"not judged at n = {verdict.n} (needs n ≥ {claim.min_n})")
+    finding = claim.known_failures.get(finding_key)
+    if finding:
+        lo, hi = finding_band(finding, verdict.n)
+        if not lo <= verdict.value <= hi:
+            return Judgement(
+                "fail",
+                f"{claim.id} [{finding_key}]: the recorded finding ({finding['measured']}) "
+                f"moved: measured {verdict.value:.4f}, outside {lo:.4f}–{hi:.4f} at n = "
+                f"{verdict.n}. {verdict.measured}. Re-measure and update known_failures.",
+            )
+        if verdict.holds:
+            return Judgement(
+                "fail",
+                f"{claim.id} [{finding_key}] was recorded as not holding "
+                f"({finding['measured']}) but now holds: {verdict.measured}. "
+                "Update known_failures.",
+            )
+        return Judgement("xfail", f"finding: {claim.statement} does not hold — {verdict.measured}")
+    if verdict.holds:
+        return Judgement("pass", verdict.measured)
+    return Judgement(
+        "fail",
+        f"{claim.statement} — does not hold: {verdict.measured}. Source: {claim.citation}",
+    )
+
+
+def source_of(results: Any, reconstruct: str | None) -> str | None:
+    """The mask source (``reconstruct+render+cut``) of a reconstruct backend in a run."""
+    if reconstruct is None:
+        return None
+    for source in results.config["mask_sources"]:
+        if source.split("+")[0] == reconstruct:
+            return source
+    raise KeyError(f"the run has no mask source of {reconstruct!r}")

@@ -114,7 +114,23 @@ class Dataset:
             rng = np.random.default_rng(seed)
             picked = rng.choice(len(eligible), size=max_identities, replace=False)
             eligible = [eligible[i] for i in sorted(picked)]
-        keep = set(eligible)
+        return self.restrict(eligible)
+
+    def draw_order(self, seed: int = 42, min_sessions: int = 1) -> list[str]:
+        """Identities with ``min_sessions`` sessions in a seeded random order.
+
+        Every prefix is a fair random draw, so a study that needs N *valid* identities
+        can take the first k, find too few valid, and draw further without changing the
+        ones it has.
+        """
+        sessions = self.sessions()
+        eligible = [i for i in self.identities() if len(sessions[i]) >= min_sessions]
+        order = np.random.default_rng(seed).permutation(len(eligible))
+        return [eligible[i] for i in order]
+
+    def restrict(self, identities: list[str] | set[str]) -> Dataset:
+        """The same dataset with only these identities (frames, problems and labels)."""
+        keep = set(identities)
         frames = [f for f in self.frames if f.identity in keep]
         return Dataset(
             name=self.name,

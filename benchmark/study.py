@@ -6,23 +6,26 @@ Every stage goes through the cache, so a second run only re-reads intermediates.
 from __future__ import annotations
 
 import json
+import math
 import platform
+import re
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
-from itertools import permutations
+from itertools import permutations, product
 from pathlib import Path
 from typing import Any
 
 from benchmark import __version__
 from benchmark.assets import AssetStore
 from benchmark.cache import Cache
-from benchmark.datasets import fetch_dataset, resolve_dataset
+from benchmark.datasets import Dataset, fetch_dataset, resolve_dataset
 from benchmark.device import DevicePlan
 from benchmark.errors import DmbenchError
 from benchmark.leakage import probe_mask_run
+from benchmark.metrics import paired_difference
 from benchmark.pipeline.mask import MaskStage, run_mask
-from benchmark.pipeline.prep import PrepParams, PrepStage, run_prep
+from benchmark.pipeline.prep import PrepParams, PrepStage, read_selection, run_prep
 from benchmark.pipeline.recognize import (
     RecognizeParams,
     RecognizeStage,
@@ -30,9 +33,9 @@ from benchmark.pipeline.recognize import (
     image_id,
     load_images,
     score_scenario,
-    valid_uids,
 )
 from benchmark.protocols import MIN_SESSIONS, pair_frames
+from benchmark.report import contact_sheet
 from benchmark.settings import offline
 from benchmark.specs import Profile, load_scenarios
 
@@ -69,6 +72,7 @@ class StudyResults:
     timings: dict[str, float]
     environment: dict[str, Any]
     hits: dict[str, dict[str, int]] = field(default_factory=dict)
+    control_comparisons: list[dict[str, Any]] = field(default_factory=list)
 
     def find(
         self,
@@ -76,9 +80,11 @@ class StudyResults:
         embedder: str,
         source: str | None = None,
         database_source: str | None = None,
+        alignment: str = "self",
     ) -> dict[str, Any]:
         """One scenario's row; masks default to the first reconstruct backend on both sides
-        (``database_source`` different from ``source`` selects a cross-mask row)."""
+        (``database_source`` different from ``source`` selects a cross-mask row).
+        ``alignment`` "photo": the row scored with the face geometry of the photo."""
         query = source or self.config["mask_sources"][0]
         database = database_source or query
         for row in self.scenarios:
@@ -88,9 +94,12 @@ class StudyResults:
                 and row["query_source"] in (query, "prep")
                 and row["database_source"] in (database, "prep")
                 and row["cross_mask"] == (query != database)
+                and (row.get("alignment", "self") == alignment or row["family"] == "Face2Face")
             ):
                 return row
-        raise KeyError(f"no result for {scenario} / {embedder} / {query} → {database}")
+        raise KeyError(
+            f"no result for {scenario} / {embedder} / {query} → {database} ({alignment})"
+        )
 
     def hits_of(self, row: dict[str, Any]) -> dict[str, int]:
         return self.hits[_hits_key(row)]
@@ -123,7 +132,7 @@ def device_map(profile: Profile, plan: DevicePlan) -> dict[str, str]:
     """Where each backend of the profile runs under ``plan`` (recorded with the results)."""
     from benchmark.pipeline import prep_detectors, prep_pose  # noqa: F401 - registers
     from benchmark.pipeline.mask import load_backends
-    from benchmark.pipeline.mask_types import CUTS, RECONSTRUCTORS, RENDERERS
+    from benchmark.pipeline.mask_types import CONTROLS, CUTS, RECONSTRUCTORS, RENDERERS
     from benchmark.pipeline.prep import DETECTORS, POSES
     from benchmark.pipeline.recognize import load_embedders
     from benchmark.pipeline.recognize_types import EMBEDDERS
@@ -136,6 +145,7 @@ def device_map(profile: Profile, plan: DevicePlan) -> dict[str, str]:
         (RECONSTRUCTORS, list(profile.reconstruct)),
         (RENDERERS, [profile.render]),
         (CUTS, [profile.cut]),
+        (CONTROLS, list(profile.controls)),
         (EMBEDDERS, list(profile.embedders)),
     ]
     return {
@@ -154,37 +164,42 @@ def missing_assets(profile: Profile, store: AssetStore) -> list[str]:
     return missing
 
 
-def run_study(
-    profile: Profile,
-    out_dir: Path,
-    options: StudyOptions | None = None,
-    store: AssetStore | None = None,
-) -> StudyResults:
-    options = options or StudyOptions()
-    store = store or AssetStore()
-    cache = Cache(enabled=options.use_cache)
-    out_dir = Path(out_dir)
-    prep_dir = out_dir / "prep"
-    timings: dict[str, float] = {}
-    identities = options.identities if options.identities is not None else profile.identities
-    spec = options.data or profile.dataset
+@dataclass
+class _Pipeline:
+    """The stages of one profile, built once and run on a growing draw of identities."""
 
-    if spec == "lfw" and not offline():
-        try:
-            resolve_dataset("lfw", store)
-        except DmbenchError:
-            fetch_dataset(store, "lfw", identities, profile.seed)
-    dataset = resolve_dataset(spec, store)
-    if identities:
-        dataset = dataset.subset(
-            identities,
-            seed=profile.seed,
-            min_sessions=MIN_SESSIONS,  # no identity with fewer videos can be valid
-        )
+    prep: PrepStage
+    masks: list[MaskStage]  # reconstructions first, then controls
+    recognizers: dict[str, RecognizeStage]
 
-    plan = DevicePlan.parse(options.device)
-    start = time.perf_counter()
-    prep_stage = PrepStage.from_names(
+    @property
+    def mask_sources(self) -> list[str]:
+        return [m.backend for m in self.masks if not m.is_control]
+
+    @property
+    def control_sources(self) -> list[str]:
+        return [m.backend for m in self.masks if m.is_control]
+
+
+@dataclass
+class _Draw:
+    """What one pass over the first ``drawn`` identities of the draw order produced."""
+
+    drawn: int
+    prep: Any  # PrepRun
+    selections: list
+    mask_runs: dict[str, Any]  # source → MaskRun
+    paths: dict[str, Path]
+    embeddings: dict[str, dict[str, Any]]  # embedder → image id → Embedding
+    valid: list[str]  # valid identities (every embedder, every reconstruction), draw order
+    usable: set[str]  # frames with face and overlay embeddings (every embedder, every mask)
+    lost: dict[str, Any]
+
+
+def _build_pipeline(
+    profile: Profile, store: AssetStore, plan: DevicePlan, cache: Cache
+) -> _Pipeline:
+    prep = PrepStage.from_names(
         profile.detector,
         profile.pose,
         store=store,
@@ -192,127 +207,310 @@ def run_study(
         cache=cache,
         params=PrepParams(seed=profile.seed, reference_quirks=profile.reference_quirks),
     )
-    prep = run_prep(
-        dataset, prep_dir, prep_stage, progress=options.progress, lazy=options.lazy_selection
-    )
-    timings["prep_s"] = time.perf_counter() - start
-
-    from benchmark.pipeline.prep import read_selection
-    from benchmark.report import contact_sheet
-
-    selections = read_selection(prep_dir)
-    sources, leakage, mask_counts = [], {}, {}
-    for reconstruct in profile.reconstruct:
-        start = time.perf_counter()
-        stage = MaskStage.from_names(
-            reconstruct,
-            profile.render,
-            profile.cut,
-            store=store,
-            device=plan,
-            cache=cache,
+    masks = [
+        MaskStage.from_names(
+            name, profile.render, profile.cut, store=store, device=plan, cache=cache
         )
-        run = run_mask(prep_dir, stage, progress=options.progress)
-        timings[f"mask_{reconstruct}_s"] = time.perf_counter() - start
-        sources.append(stage.backend)
-        mask_counts[stage.backend] = {"counts": run.counts(), "reasons": run.failure_reasons()}
-        if run.counts().get("masked"):
-            contact_sheet(prep_dir, run, run.out_dir / "contact_sheet.png")
-        probe = probe_mask_run(
-            run, selections, profile.protocol, profile.seed, profile.identity_rule
-        )
-        if probe is not None:
-            leakage[stage.backend] = probe.__dict__
-
-    paths = collect_images(prep_dir, sources)
-    scenarios = load_scenarios()
-    rows, hits, embed_counts = [], {}, {}
-    for embedder_name in profile.embedders:
-        start = time.perf_counter()
-        stage = RecognizeStage.from_name(
-            embedder_name,
+        for name in profile.reconstruct
+    ] + [
+        MaskStage.for_control(name, profile.cut, store=store, device=plan, cache=cache)
+        for name in profile.controls
+    ]
+    recognizers = {
+        name: RecognizeStage.from_name(
+            name,
             store=store,
             device=plan,
             cache=cache,
             params=RecognizeParams(profile.reference_quirks),
         )
-        # Phase 1: faces and overlays of every selected frame decide the valid identities
-        # (the original's rule); phase 2: the other variants only for the paired frames.
-        first = {k: p for k, p in paths.items() if k.split("|")[1] in ("face", "overlay")}
-        embeddings = stage.embed(load_images(first), progress=options.progress)
-        pairs = pair_frames(
-            selections,
-            profile.protocol,
-            profile.seed,
-            valid_uids(embeddings, sources),
-            rule=profile.identity_rule,
-        )
-        # Where identities were lost: the original's masks failed open (the photo was
-        # written as the overlay), so only its face embeddings could drop a person; ours
-        # fail closed, so a failed mask can too. Both counts are recorded.
-        with_face = {
-            k.split("|", 2)[2]
-            for k, e in embeddings.items()
-            if k.startswith("prep|face|") and e.vector is not None
-        }
-        masked = {u for u in with_face if all(image_id(s, "overlay", u) in paths for s in sources)}
+        for name in profile.embedders
+    }
+    return _Pipeline(prep, masks, recognizers)
 
-        n_face, n_masked = (
-            len(pair_frames(selections, profile.protocol, profile.seed, u, profile.identity_rule))
-            for u in (with_face, masked)
+
+def _run_draw(
+    identities: list[str],
+    dataset: Dataset,
+    pipeline: _Pipeline,
+    profile: Profile,
+    prep_dir: Path,
+    options: StudyOptions,
+    timings: dict[str, float],
+) -> _Draw:
+    """Prep, mask and embed faces and overlays of ``identities``; find the valid ones."""
+    start = time.perf_counter()
+    prep = run_prep(
+        dataset.restrict(identities),
+        prep_dir,
+        pipeline.prep,
+        progress=options.progress,
+        lazy=options.lazy_selection,
+    )
+    timings["prep_s"] = timings.get("prep_s", 0.0) + time.perf_counter() - start
+    selections = read_selection(prep_dir)
+    mask_runs = {}
+    for stage in pipeline.masks:
+        start = time.perf_counter()
+        mask_runs[stage.backend] = run_mask(prep_dir, stage, progress=options.progress)
+        key = f"mask_{stage.backend.split('+')[0]}_s"
+        timings[key] = timings.get(key, 0.0) + time.perf_counter() - start
+    sources = pipeline.mask_sources
+    paths = collect_images(prep_dir, [m.backend for m in pipeline.masks])
+    # Faces and overlays of every selected frame decide the valid identities (the
+    # original's rule); the other variants are embedded later, for paired frames only.
+    deciding = {("prep", "face")} | {(s, "overlay") for s in sources}
+    first = {k: p for k, p in paths.items() if tuple(k.split("|")[:2]) in deciding}
+    embeddings = {}
+    for name, stage in pipeline.recognizers.items():
+        start = time.perf_counter()
+        embeddings[name] = stage.embed(load_images(first), progress=options.progress)
+        key = f"recognize_{name}_s"
+        timings[key] = timings.get(key, 0.0) + time.perf_counter() - start
+
+    # The rule step by step, so that every lost identity has a reason.
+    def identities_with(usable: set[str] | None) -> list[str]:
+        pairs = pair_frames(
+            selections, profile.protocol, profile.seed, usable, rule=profile.identity_rule
         )
-        paired = {uid for pair in pairs for uid in (pair.database, pair.query)}
-        second = {k: p for k, p in paths.items() if k not in first and k.split("|", 2)[2] in paired}
-        embeddings |= stage.embed(load_images(second), progress=options.progress)
-        timings[f"recognize_{embedder_name}_s"] = time.perf_counter() - start
-        embed_counts[embedder_name] = {
+        return [pair.identity for pair in pairs]
+
+    def embedded(name: str, source: str, variant: str) -> set[str]:
+        prefix = f"{source}|{variant}|"
+        return {
+            k[len(prefix) :]
+            for k, e in embeddings[name].items()
+            if k.startswith(prefix) and e.vector is not None
+        }
+
+    crops = {s.database for s in selections} | {s.query for s in selections}
+    with_face = set.intersection(crops, *(embedded(n, "prep", "face") for n in embeddings))
+    masked = with_face.intersection(
+        *({f.frame for f in mask_runs[s].frames if f.result.masked} for s in sources)
+    )
+    usable = masked.intersection(*(embedded(n, s, "overlay") for n in embeddings for s in sources))
+    after_prep = identities_with(None)
+    after_face = identities_with(with_face)
+    after_masks = identities_with(masked)
+    valid = set(identities_with(usable))
+    per_embedder = {
+        name: len(
+            identities_with(
+                embedded(name, "prep", "face").intersection(
+                    masked, *(embedded(name, s, "overlay") for s in sources)
+                )
+            )
+        )
+        for name in embeddings
+    }
+    frame_reasons: dict[str, int] = {}
+    kept_by_prep = set(after_prep)
+    for result in prep.results:
+        if result.frame.identity not in kept_by_prep and result.status != "kept":
+            reason = re.sub(r"\d+(\.\d+)?", "N", result.reason)
+            frame_reasons[reason] = frame_reasons.get(reason, 0) + 1
+    lost = {
+        "prep_fewer_than_2_sessions": len(identities) - len(after_prep),
+        "prep_frame_reasons_of_those": dict(sorted(frame_reasons.items(), key=lambda kv: -kv[1])),
+        "no_face_embedding": len(after_prep) - len(after_face),
+        "mask_failures": len(after_face) - len(after_masks),
+        "valid_if_masks_failed_open": len(after_face),  # the original's masks failed open
+        "overlay_without_face": len(after_masks) - len(valid),
+        "valid_per_embedder": per_embedder,
+    }
+    ordered = [i for i in identities if i in valid]
+    return _Draw(
+        len(identities), prep, selections, mask_runs, paths, embeddings, ordered, usable, lost
+    )
+
+
+NO_VALID_STOP = 50  # identities drawn with none valid before a run gives up drawing more
+
+
+def _next_draw(drawn: int, valid: int, target: int, available: int) -> int:
+    """How many identities to draw next: enough for the valid rate seen so far, plus 10 %."""
+    rate = max(valid, 1) / drawn
+    wanted = drawn + math.ceil(1.1 * (target - valid) / rate)
+    return min(available, max(wanted, drawn + 1))
+
+
+def run_study(
+    profile: Profile,
+    out_dir: Path,
+    options: StudyOptions | None = None,
+    store: AssetStore | None = None,
+) -> StudyResults:
+    """The study on ``profile``: ``identities`` is the number of VALID identities to score.
+
+    Identities are drawn in a seeded order (``Dataset.draw_order``) until that many are
+    valid or the data run out; every pass reuses the cache, so drawing more only computes
+    the new identities. ``identities`` None: every identity of the dataset goes in.
+    """
+    options = options or StudyOptions()
+    store = store or AssetStore()
+    cache = Cache(enabled=options.use_cache)
+    out_dir = Path(out_dir)
+    prep_dir = out_dir / "prep"
+    timings: dict[str, float] = {}
+    target = options.identities if options.identities is not None else profile.identities
+    if target is not None and target < 1:
+        raise DmbenchError(f"identities must be at least 1, not {target}")
+    spec = options.data or profile.dataset
+
+    if spec == "lfw" and not offline():
+        try:
+            resolve_dataset("lfw", store)
+        except DmbenchError:
+            fetch_dataset(store, "lfw", None, profile.seed)
+    dataset = resolve_dataset(spec, store)
+    # No identity with fewer sessions can be valid; the rest in a seeded order.
+    order = dataset.draw_order(profile.seed, min_sessions=MIN_SESSIONS)
+    if not order:
+        raise DmbenchError(
+            f"{dataset.root}: no identity has {MIN_SESSIONS} sessions; nothing can be scored"
+        )
+    plan = DevicePlan.parse(options.device)
+    pipeline = _build_pipeline(profile, store, plan, cache)
+    drawn = len(order) if target is None else min(len(order), target)
+    passes = []
+    while True:
+        draw = _run_draw(order[:drawn], dataset, pipeline, profile, prep_dir, options, timings)
+        passes.append({"drawn": drawn, "valid": len(draw.valid)})
+        if target is None or len(draw.valid) >= target or drawn == len(order):
+            break
+        if not draw.valid and drawn >= min(len(order), max(2 * target, NO_VALID_STOP)):
+            break  # nothing valid among many: the pipeline fails, more data will not help
+        drawn = _next_draw(drawn, len(draw.valid), target, len(order))
+
+    chosen = draw.valid if target is None else draw.valid[:target]
+    selections = [s for s in draw.selections if s.identity in set(chosen)]
+    pairs = pair_frames(
+        selections, profile.protocol, profile.seed, draw.usable, rule=profile.identity_rule
+    )
+    if {p.identity for p in pairs} != set(chosen):  # the rule is monotone: cannot happen
+        raise DmbenchError("internal error: the chosen identities did not pair again")
+
+    sources, controls = pipeline.mask_sources, pipeline.control_sources
+    leakage, mask_counts = {}, {}
+    for source, run in draw.mask_runs.items():
+        mask_counts[source] = {"counts": run.counts(), "reasons": run.failure_reasons()}
+        if run.counts().get("masked"):
+            contact_sheet(prep_dir, run, run.out_dir / "contact_sheet.png")
+        if source in sources:
+            probe = probe_mask_run(
+                run, selections, profile.protocol, profile.seed, profile.identity_rule
+            )
+            if probe is not None:
+                leakage[source] = probe.__dict__
+
+    scenarios = load_scenarios()
+    paired = {uid for pair in pairs for uid in (pair.database, pair.query)}
+    rows, hits, embed_counts = [], {}, {}
+    for name, stage in pipeline.recognizers.items():
+        start = time.perf_counter()
+        embeddings = draw.embeddings[name]
+        second = {
+            k: p
+            for k, p in draw.paths.items()
+            if k not in embeddings and k.split("|", 2)[2] in paired
+        }
+        embeddings = embeddings | stage.embed(load_images(second), progress=options.progress)
+        by_alignment = {"self": embeddings}
+        if stage.aligns_on_photo and controls:
+            # The attacker who knows where the face is: masks and controls embedded with the
+            # face geometry of their photo, so that a control with no face on it is scored.
+            masked_images = {
+                k: p
+                for k, p in draw.paths.items()
+                if not k.startswith("prep|") and k.split("|", 2)[2] in paired
+            }
+            photos = {
+                k: draw.paths[image_id("prep", "face", k.split("|", 2)[2])] for k in masked_images
+            }
+            aligned = stage.embed(
+                load_images(masked_images),
+                progress=options.progress,
+                references={k: Path(p).read_bytes() for k, p in photos.items()},
+            )
+            faces = {k: e for k, e in embeddings.items() if k.startswith("prep|")}
+            by_alignment["photo"] = faces | aligned
+        timings[f"recognize_{name}_s"] += time.perf_counter() - start
+        embed_counts[name] = {
             "images": len(embeddings),
             "no_face": sum(e.vector is None for e in embeddings.values()),
             "valid_identities": len(pairs),
-            "valid_if_masks_failed_open": n_face,
-            "identities_lost_to_mask_failures": n_face - n_masked,
-            "identities_lost_to_overlay_embeddings": n_masked - len(pairs),
         }
-        combos = [(s, s, False) for s in sources] + [
-            (a, b, True) for a, b in permutations(sources, 2)
-        ]
-        for query_source, db_source, cross in combos:
-            for scenario in scenarios:
-                if cross and scenario.family != "Mask2Mask":
-                    continue
-                if scenario.family == "Face2Face" and query_source != sources[0]:
-                    continue  # no mask involved: score it once
-                result = score_scenario(
-                    pairs,
-                    embeddings,
-                    scenario,
-                    protocol=profile.protocol,
-                    embedder=embedder_name,
-                    metric=stage.embedder.metric,
-                    query_source=query_source,
-                    database_source=db_source,
-                    reference_quirks=profile.reference_quirks,
-                    seed=profile.seed,
-                )
-                row = result.row() | {"cross_mask": cross}
-                rows.append(row)
-                hits[_hits_key(row)] = result.hits
+        combos = (
+            [(s, s, False) for s in sources]
+            + [(a, b, True) for a, b in permutations(sources, 2)]
+            + [(c, c, False) for c in controls]
+        )
+        for alignment, vectors in by_alignment.items():
+            for query_source, db_source, cross in combos:
+                for scenario in scenarios:
+                    if cross and (scenario.family != "Mask2Mask" or alignment != "self"):
+                        continue
+                    if scenario.family == "Face2Face" and (
+                        query_source != sources[0] or alignment != "self"
+                    ):
+                        continue  # no mask involved: score it once
+                    result = score_scenario(
+                        pairs,
+                        vectors,
+                        scenario,
+                        protocol=profile.protocol,
+                        embedder=name,
+                        metric=stage.embedder.metric,
+                        query_source=query_source,
+                        database_source=db_source,
+                        reference_quirks=profile.reference_quirks,
+                        seed=profile.seed,
+                    )
+                    control = query_source if query_source in controls else None
+                    row = result.row() | {
+                        "cross_mask": cross,
+                        "control": control,
+                        "alignment": alignment,
+                    }
+                    rows.append(row)
+                    hits[_hits_key(row)] = result.hits
 
+    available = len(order)
+    draw_record = {
+        "target": target,
+        "available": available,
+        "drawn": draw.drawn,
+        "valid": len(draw.valid),
+        "scored": len(pairs),
+        "outcome": (
+            "all identities of the dataset (no target)"
+            if target is None
+            else f"reached {target} valid identities after drawing {draw.drawn} of {available}"
+            if len(pairs) >= target
+            else f"data ran out: all {available} identities drawn, only {len(pairs)} valid"
+            if draw.drawn == available
+            else f"stopped: no valid identity among the first {draw.drawn} drawn (see 'lost')"
+        ),
+        "passes": passes,
+        "lost": draw.lost,
+    }
     counts = {
-        "prep": prep.counts(),
-        "prep_drop_reasons": prep.drop_reasons(),
-        "selected_sessions": len(prep.selections),
+        "prep": draw.prep.counts(),
+        "prep_drop_reasons": draw.prep.drop_reasons(),
+        "selected_sessions": len(draw.selections),
+        "draw": draw_record,
         "mask": mask_counts,
         "recognize": embed_counts,
     }
     config = {
-        "profile": profile.__dict__ | {"identities": identities},
+        "profile": profile.__dict__ | {"identities": target},
         "selection": "lazy" if options.lazy_selection else "exhaustive",
         "devices": device_map(profile, plan),
         "data": str(dataset.root),
         "dataset_identities": len(dataset.identities()),
         "mask_sources": sources,
-        "assets": {**prep_stage._assets},
+        "control_sources": controls,
+        "assets": {**pipeline.prep._assets},
     }
     results = StudyResults(
         profile.name,
@@ -324,6 +522,7 @@ def run_study(
         _environment(str(plan)),
         hits,
     )
+    results.control_comparisons = control_comparisons(results, pairs)
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / "results.json.tmp"
     tmp.write_text(json.dumps(results.to_json(), indent=1, default=_json_default))
@@ -331,8 +530,64 @@ def run_study(
     return results
 
 
+# What a control is compared on: the scenarios whose images show the mask.
+CONTROLLED_SCENARIOS = ("Overlay2Face", "MaskOnly2Face", "Overlay2Overlay", "MaskOnly2MaskOnly")
+
+
+def control_comparisons(results: StudyResults, pairs: list) -> list[dict[str, Any]]:
+    """Mask minus control rank-1 per recogniser, reconstruction, control, scenario and
+    alignment.
+
+    Paired by identity over every scored pair; a query that was not scored (no face found
+    on it) counts as a miss on its side, as in ``rank1_all``.
+    """
+    identities = [pair.identity for pair in pairs]
+    alignments = sorted({row.get("alignment", "self") for row in results.scenarios})
+    out = []
+    for embedder in results.config["profile"]["embedders"]:
+        for source in results.config["mask_sources"]:
+            for control in results.config.get("control_sources", []):
+                for scenario, alignment in product(CONTROLLED_SCENARIOS, alignments):
+                    try:
+                        mask_row = results.find(scenario, embedder, source, alignment=alignment)
+                        control_row = results.find(scenario, embedder, control, alignment=alignment)
+                    except KeyError:  # this recogniser has no such alignment
+                        continue
+                    mask_hits, control_hits = (
+                        {i: results.hits_of(row).get(i, 0) for i in identities}
+                        for row in (mask_row, control_row)
+                    )
+                    mean, lo, hi, n = paired_difference(
+                        mask_hits, control_hits, seed=results.config["profile"]["seed"]
+                    )
+                    out.append(
+                        {
+                            "embedder": embedder,
+                            "scenario": scenario,
+                            "alignment": alignment,
+                            "mask": source,
+                            "control": control,
+                            "mask_rank1_all": mask_row["rank1_all"],
+                            "control_rank1_all": control_row["rank1_all"],
+                            "mask_rank1": mask_row["rank1"],
+                            "control_rank1": control_row["rank1"],
+                            "mask_n": mask_row["n"],
+                            "control_n": control_row["n"],
+                            "difference": mean,
+                            "difference_ci": (lo, hi),
+                            "n": n,
+                            "chance": 1.0 / n if n else 0.0,
+                        }
+                    )
+    return out
+
+
 def _hits_key(row: dict[str, Any]) -> str:
-    return f"{row['embedder']}|{row['scenario']}|{row['query_source']}|{row['database_source']}"
+    alignment = row.get("alignment", "self")
+    return (
+        f"{row['embedder']}|{row['scenario']}|{row['query_source']}|{row['database_source']}"
+        f"|{alignment}"
+    )
 
 
 def _json_default(value: Any) -> Any:

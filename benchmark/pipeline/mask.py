@@ -27,9 +27,11 @@ from benchmark.device import DevicePlan
 from benchmark.errors import DmbenchError, ImageReadError
 from benchmark.imageio import decode_png, encode_png, load_image, write_png_atomic
 from benchmark.pipeline.mask_types import (
+    CONTROLS,
     CUTS,
     RECONSTRUCTORS,
     RENDERERS,
+    Control,
     FaceCut,
     FaceMesh,
     MaskFailure,
@@ -44,7 +46,14 @@ VARIANTS = ("overlay", "mask_only", "mask_only_black")
 
 def load_backends() -> None:
     """Register every mask backend whose dependencies are installed."""
-    import_backends("mask_mediapipe", "mask_render", "mask_sfm", "mask_cut_dlib", "mask_ringnet")
+    import_backends(
+        "mask_mediapipe",
+        "mask_render",
+        "mask_sfm",
+        "mask_cut_dlib",
+        "mask_ringnet",
+        "mask_controls",
+    )
 
 
 @dataclass(frozen=True)
@@ -113,29 +122,39 @@ def compose(
 
 
 class MaskStage:
-    """One reconstruct + render + cut combination, through the cache."""
+    """One reconstruct + render + cut combination, or one control + cut, through the cache.
+
+    A control (``mask_controls``) fills the cut's region with no reconstruction; it takes
+    the reconstructor's place, has no renderer, and is named ``<control>+<cut>``.
+    """
 
     def __init__(
         self,
-        reconstructor: Reconstructor,
-        renderer: Renderer,
+        reconstructor: Reconstructor | Control,
+        renderer: Renderer | None,
         cut: FaceCut,
         params: MaskParams | None = None,
         cache: Cache | None = None,
         store: AssetStore | None = None,
     ) -> None:
         self.reconstructor, self.renderer, self.cut = reconstructor, renderer, cut
+        self.is_control = hasattr(reconstructor, "paint")
+        if not self.is_control and renderer is None:
+            raise DmbenchError(f"{reconstructor.name}: a reconstruction needs a renderer")
         self.params = params or MaskParams()
         self.cache = cache or Cache(enabled=False)
         store = store or AssetStore()
-        self.backend = f"{reconstructor.name}+{renderer.name}+{cut.name}"
-        names = tuple(dict.fromkeys((*reconstructor.assets, *renderer.assets, *cut.assets)))
+        roles = [r for r in (reconstructor, None if self.is_control else renderer, cut) if r]
+        self.backend = "+".join(role.name for role in roles)
+        names = tuple(dict.fromkeys(a for role in roles for a in role.assets))
         self._assets = {name: store.sha256_of(name) for name in names}
         # Files a backend derived from assets (a converted model) key the cache too.
-        for role in (reconstructor, renderer, cut):
+        for role in roles:
             self._assets |= {
                 f"{role.name}:{k}": v for k, v in getattr(role, "derived_sha256", {}).items()
             }
+        # Stated constants of any role (a control's grey, a cut's geometry) key the cache.
+        self._settings = {r.name: r.settings() for r in roles if hasattr(r, "settings")}
 
     @classmethod
     def from_names(
@@ -160,12 +179,35 @@ class MaskStage:
             store=store,
         )
 
+    @classmethod
+    def for_control(
+        cls,
+        control: str,
+        cut: str | None = None,
+        *,
+        store: AssetStore | None = None,
+        device: str | DevicePlan = "cpu",
+        params: MaskParams | None = None,
+        cache: Cache | None = None,
+    ) -> MaskStage:
+        """A control (``blank``, ``blur``, ...) over the same cut as the masks it controls."""
+        load_backends()
+        store = store or AssetStore()
+        return cls(
+            CONTROLS.create(control, store=store, device=device),
+            None,
+            CUTS.create(cut, store=store, device=device),
+            params=params,
+            cache=cache,
+            store=store,
+        )
+
     def key(self, input_sha256: str) -> str:
         return cache_key(
             stage=STAGE,
             backend=self.backend,
             input_sha256=input_sha256,
-            params=asdict(self.params),
+            params=asdict(self.params) | ({"settings": self._settings} if self._settings else {}),
             asset_sha256=self._assets,
         )
 
@@ -214,7 +256,8 @@ class MaskStage:
         result = MaskResult(record["status"], record["reason"], info=record["info"], cached=True)
         if result.status == "masked":
             result.encoded = {f"{v}.png": entry.files[f"{v}.png"] for v in VARIANTS}
-            result.vertices = np.load(io.BytesIO(entry.files["vertices.npy"]))
+            if "vertices.npy" in entry.files:  # controls have no geometry
+                result.vertices = np.load(io.BytesIO(entry.files["vertices.npy"]))
         return result
 
     def _store(self, key: str, result: MaskResult) -> None:
@@ -222,9 +265,10 @@ class MaskStage:
         if result.images is not None:
             files = {f"{v}.png": encode_png(result.images[v]) for v in VARIANTS}
             result.encoded = dict(files)
-            buffer = io.BytesIO()
-            np.save(buffer, result.vertices)
-            files["vertices.npy"] = buffer.getvalue()
+            if result.vertices is not None:
+                buffer = io.BytesIO()
+                np.save(buffer, result.vertices)
+                files["vertices.npy"] = buffer.getvalue()
         self.cache.put(
             STAGE,
             key,
@@ -244,23 +288,30 @@ class MaskStage:
             return MaskResult(
                 "failed", f"not a {size}x{size} RGB uint8 crop: {crop.shape} {crop.dtype}"
             )
+        mesh: FaceMesh | None = None
         try:
             if isinstance(reconstructed, MaskFailure):
                 raise reconstructed
-            mesh: FaceMesh = reconstructed or self.reconstructor.reconstruct(crop)
-            mesh.validate(size)
-            rendering = self.renderer.render(mesh, size)
-            region = self.cut.region(crop, mesh)
-            images = compose(crop, rendering.image, rendering.coverage, region, self.params)
+            if self.is_control:
+                region = self.cut.region(crop, None)
+                image, coverage = self.reconstructor.paint(crop, region), np.ones_like(region)
+            else:
+                mesh = reconstructed or self.reconstructor.reconstruct(crop)
+                mesh.validate(size)
+                rendering = self.renderer.render(mesh, size)
+                region = self.cut.region(crop, mesh)
+                image, coverage = rendering.image, rendering.coverage
+            images = compose(crop, image, coverage, region, self.params)
         except MaskFailure as exc:
             return MaskResult("failed", exc.reason)
         except Exception as exc:
             return MaskResult("failed", f"{type(exc).__name__}: {exc}")
-        info = {
+        info = {"region_px": int(region.sum()), "covered_px": int((region & coverage).sum())}
+        if mesh is None:
+            return MaskResult("masked", images=images, info=info | {"settings": self._settings})
+        info |= {
             "vertices": len(mesh.vertices),
             "triangles": len(mesh.triangles),
-            "region_px": int(region.sum()),
-            "covered_px": int((region & rendering.coverage).sum()),
             "mesh": _jsonable(mesh.info),
         }
         return MaskResult("masked", images=images, vertices=mesh.vertices, info=info)

@@ -82,6 +82,24 @@ class Renderer(Protocol):
         """Shaded grey render of ``mesh`` on white, ``size × size``, orthographic."""
 
 
+class Control(Protocol):
+    """A control: the same face region filled without any reconstruction.
+
+    It answers "how much identity do the surroundings and the region's silhouette carry
+    on their own?": scored like a mask, a control's rank-1 is the floor a mask must beat
+    before its render can be said to leak identity.
+    """
+
+    name: ClassVar[str]
+    assets: ClassVar[tuple[str, ...]]
+
+    def settings(self) -> dict:
+        """The control's stated parameters (grey level, σ, block size), recorded and keyed."""
+
+    def paint(self, crop: np.ndarray, region: np.ndarray) -> np.ndarray:
+        """H×W×3 float32 image in [0, 1] whose pixels inside ``region`` replace the photo's."""
+
+
 class FaceCut(Protocol):
     name: ClassVar[str]
     assets: ClassVar[tuple[str, ...]]
@@ -106,3 +124,4 @@ def hull_region(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 RECONSTRUCTORS: Registry[Reconstructor] = Registry("mask.reconstruct")
 RENDERERS: Registry[Renderer] = Registry("mask.render")
 CUTS: Registry[FaceCut] = Registry("mask.cut")
+CONTROLS: Registry[Control] = Registry("mask.control")

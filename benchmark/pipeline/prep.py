@@ -3,8 +3,9 @@ head pose, crop to 224×224, and draw the database/query frames of every session
 
 Backends (``prep_detectors.py``, ``prep_pose.py``) only turn pixels into boxes and
 angles; the rules (thresholds, crop geometry, selection) live here once, with the
-original's values as defaults. Every frame gets a row in the run's table saying
-whether it was kept and, if not, why.
+original's values as defaults, except the one-face rule's two scores: those are each
+detector's, calibrated to the original's detector (``benchmark/calibration.py``). Every
+frame gets a row in the run's table saying whether it was kept and, if not, why.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import json
 import platform
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -24,6 +25,7 @@ import numpy as np
 from benchmark import __version__
 from benchmark.assets import AssetStore
 from benchmark.cache import Cache, cache_key
+from benchmark.calibration import rule_for
 from benchmark.datasets import Dataset, Frame, natural_key
 from benchmark.device import DevicePlan
 from benchmark.errors import DmbenchError, ImageReadError
@@ -70,10 +72,16 @@ POSES: Registry[PoseEstimator] = Registry("prep.pose")
 
 @dataclass(frozen=True)
 class PrepParams:
-    """The original's thresholds (filter_images_config.ini) as defaults."""
+    """The original's thresholds (filter_images_config.ini) as defaults.
 
-    min_best_score: float = 0.9  # keep if best > this
-    other_face_score: float = 0.1  # ... and exactly one detection ≥ this
+    The one-face rule's two scores default to None: "the detector's calibrated
+    thresholds" (benchmark/specs/detectors.toml; the original's 0.9 / 0.1 for its own
+    detector and for one without an entry), since detectors score on different scales.
+    ``PrepStage`` fills them in, so run.json and the cache key hold the numbers used.
+    """
+
+    min_best_score: float | None = None  # keep if best > this
+    other_face_score: float | None = None  # ... and exactly one detection ≥ this
     max_yaw: float = 20.0  # keep if |yaw| < this
     max_pitch: float = 20.0  # keep if |pitch| < this
     margin: float = 1.5  # crop margin, in half box sizes, on every side
@@ -83,6 +91,19 @@ class PrepParams:
     # cv2.copyMakeBorder, which raises, so every face whose square box leaves the image
     # was silently dropped. Off by default (we zero-pad, as the code intended).
     reference_quirks: bool = False
+
+    def for_detector(self, detector: str) -> PrepParams:
+        """These params with unset one-face thresholds taken from ``detector``'s entry."""
+        rule = rule_for(detector)
+        return replace(
+            self,
+            min_best_score=(
+                rule.min_best_score if self.min_best_score is None else self.min_best_score
+            ),
+            other_face_score=(
+                rule.other_face_score if self.other_face_score is None else self.other_face_score
+            ),
+        )
 
 
 RECORD_FIELDS = (
@@ -141,7 +162,7 @@ class PrepStage:
     ) -> None:
         self.detector = detector
         self.pose = pose
-        self.params = params or PrepParams()
+        self.params = (params or PrepParams()).for_detector(detector.name)
         self.cache = cache or Cache(enabled=False)
         store = store or AssetStore()
         self.backend = f"{detector.name}+{pose.name}"
@@ -218,6 +239,8 @@ class PrepStage:
 
     def _compute(self, frame: Frame, data: bytes) -> FrameResult:
         params = self.params
+        min_best, other_face = params.min_best_score, params.other_face_score
+        assert min_best is not None and other_face is not None  # set in __init__
         try:
             loaded = load_image(frame.path, data)
         except ImageReadError as exc:
@@ -233,7 +256,7 @@ class PrepStage:
                 f"{frame.rel}: detector failed: {type(exc).__name__}: {exc}",
                 note=loaded.note,
             )
-        confident = [d for d in detections if d.score >= params.other_face_score]
+        confident = [d for d in detections if d.score >= other_face]
         result = FrameResult(frame, "dropped", note=loaded.note, n_faces=len(confident))
         if not detections:
             result.reason = "no face detected"
@@ -241,15 +264,12 @@ class PrepStage:
         best = detections[0]
         result.best_score = round(float(best.score), 6)
         result.box = tuple(round(float(v), 3) for v in best.box)
-        if best.score <= params.min_best_score:
-            result.reason = (
-                f"no confident face (best score {best.score:.3f} ≤ {params.min_best_score})"
-            )
+        if best.score <= min_best:
+            result.reason = f"no confident face (best score {best.score:.3f} ≤ {min_best})"
             return result
         if len(confident) != 1:
             result.reason = (
-                f"more than one face ({len(confident)} detections with score ≥ "
-                f"{params.other_face_score})"
+                f"more than one face ({len(confident)} detections with score ≥ {other_face})"
             )
             return result
         box_xywh = detection_to_xywh(best.box)

@@ -88,8 +88,10 @@ class RecognizeStage:
         embedder = EMBEDDERS.create(name, store=store, device=device, batch_size=params.batch_size)
         return cls(embedder, params, cache, store)
 
-    def key(self, image_sha256: str) -> str:
-        params = {"reference_quirks": self.params.reference_quirks}
+    def key(self, image_sha256: str, reference_sha256: str | None = None) -> str:
+        params: dict = {"reference_quirks": self.params.reference_quirks}
+        if reference_sha256 is not None:  # aligned on the photo's face, not on its own
+            params["aligned_on_photo"] = reference_sha256
         return cache_key(
             stage=STAGE,
             backend=self.embedder.name,
@@ -98,24 +100,40 @@ class RecognizeStage:
             asset_sha256=self._assets,
         )
 
+    @property
+    def aligns_on_photo(self) -> bool:
+        """Whether the embedder can embed an image with the face geometry of another."""
+        return hasattr(self.embedder, "embed_aligned")
+
     def embed(
-        self, images: dict[str, np.ndarray | bytes], progress: bool = False
+        self,
+        images: dict[str, np.ndarray | bytes],
+        progress: bool = False,
+        references: dict[str, bytes] | None = None,
     ) -> dict[str, Embedding]:
         """Embeddings of ``{image id: RGB uint8 array, or the image file's bytes}``.
 
         Cached ones are not recomputed; file bytes are keyed by their sha256 and decoded
         only on a cache miss, so a warm run reads files but decodes nothing.
+
+        ``references`` (``{image id: the photo's file bytes}``): embed each image with the
+        face found on its photo instead of on itself (``ALIGNMENTS``: "photo"). A mask or
+        control covers the same 224×224 crop as its photo, so the geometry carries over.
         """
         from tqdm import tqdm
 
+        if references is not None and not self.aligns_on_photo:
+            raise DmbenchError(f"{self.embedder.name} cannot align on the photo")
         out: dict[str, Embedding] = {}
-        todo: list[tuple[str, str, np.ndarray | bytes]] = []
+        todo: list[tuple[str, str, np.ndarray | bytes, bytes | None]] = []
         for key_id, image in images.items():
             raw = image if isinstance(image, bytes) else np.ascontiguousarray(image).tobytes()
-            key = self.key(hashlib.sha256(raw).hexdigest())
+            reference = None if references is None else references[key_id]
+            ref_sha = None if reference is None else hashlib.sha256(reference).hexdigest()
+            key = self.key(hashlib.sha256(raw).hexdigest(), ref_sha)
             entry = self.cache.get(STAGE, key)
             if entry is None:
-                todo.append((key_id, key, image))
+                todo.append((key_id, key, image, reference))
                 continue
             vector = (
                 np.load(io.BytesIO(entry.files["vector.npy"]))
@@ -132,23 +150,30 @@ class RecognizeStage:
             disable=not progress or not todo,
         ):
             chunk = todo[start : start + size]
-            inputs, broken = [], {}
-            for position, (key_id, _, image) in enumerate(chunk):
-                if isinstance(image, bytes):
-                    try:
-                        image = load_image(key_id, image).rgb
-                    except ImageReadError as exc:
-                        broken[position] = Embedding(None, f"unreadable image: {exc.reason}")
-                        image = np.zeros((32, 32, 3), np.uint8)
-                inputs.append(apply_quirks(image, self.params))
+            inputs, photos, broken = [], [], {}
+            for position, (key_id, _, image, reference) in enumerate(chunk):
+                pixels = [image] if reference is None else [image, reference]
+                for i, item in enumerate(pixels):
+                    if isinstance(item, bytes):
+                        try:
+                            pixels[i] = load_image(key_id, item).rgb
+                        except ImageReadError as exc:
+                            broken[position] = Embedding(None, f"unreadable image: {exc.reason}")
+                            pixels[i] = np.zeros((32, 32, 3), np.uint8)
+                inputs.append(apply_quirks(pixels[0], self.params))
+                if reference is not None:
+                    photos.append(apply_quirks(pixels[1], self.params))
             try:
-                results = self.embedder.embed(inputs)
+                if references is None:
+                    results = self.embedder.embed(inputs)
+                else:
+                    results = self.embedder.embed_aligned(inputs, photos)
             except Exception as exc:  # a crashed batch fails its images, not the run
                 results = [
                     Embedding(None, f"embedder failed: {type(exc).__name__}: {exc}") for _ in chunk
                 ]
             results = [broken.get(i, result) for i, result in enumerate(results)]
-            for (key_id, key, _), result in zip(chunk, results, strict=True):
+            for (key_id, key, _, _), result in zip(chunk, results, strict=True):
                 out[key_id] = result
                 files = {}
                 if result.vector is not None:
@@ -235,8 +260,8 @@ class ScenarioResult:
     rank5: float
     rank10: float
     cmc: list[float]
-    mean_rank0: float
-    mean_rank1: float
+    mean_rank0: float | None  # None when nobody was scored (JSON has no NaN)
+    mean_rank1: float | None
     chance: float
     hits: dict[str, int]  # identity → 1 if identified at rank 1 (for paired comparisons)
 
@@ -307,8 +332,8 @@ def score_scenario(
         rank5=cmc[4],
         rank10=cmc[9],
         cmc=cmc,
-        mean_rank0=float(ranks.mean()) if n else float("nan"),
-        mean_rank1=float(ranks.mean() + 1) if n else float("nan"),
+        mean_rank0=float(ranks.mean()) if n else None,
+        mean_rank1=float(ranks.mean() + 1) if n else None,
         chance=1.0 / len(gallery_ids) if gallery_ids else 0.0,
         hits=dict(zip(query_ids, hits.tolist(), strict=True)),
     )

@@ -21,6 +21,8 @@ documentation (99.38 % on LFW). CPU only, unless dlib itself was built with CUDA
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 from benchmark.assets import AssetStore
@@ -73,22 +75,26 @@ class DlibResNetEmbedder:
         best = int(np.argmax(scores))
         return rects[best], float(scores[best])
 
-    def embed(self, images: list[np.ndarray]) -> list[Embedding]:
+    def _shape(self, rgb: np.ndarray):
+        """(5-point shape, score) of the best face, or the Embedding saying there is none."""
+        found = self.best_face(rgb)
+        if found is None:
+            return Embedding(None, "no face detected (dlib HOG found none)")
+        rect, score = found
+        return self.predictor(rgb, rect), score
+
+    def _describe(self, images: list[np.ndarray], shapes: list) -> list[Embedding]:
+        """Descriptors of each image at its shape (a failure Embedding passes through)."""
         dlib = self._dlib
         results: list[Embedding | None] = [None] * len(images)
-        todo: list[tuple[int, np.ndarray, object, float]] = []
-        for i, image in enumerate(images):
-            rgb = as_uint8_image(image)
-            if rgb.ndim == 2:
-                rgb = np.ascontiguousarray(np.repeat(rgb[..., None], 3, axis=2))
-            found = self.best_face(rgb)
-            if found is None:
-                results[i] = Embedding(None, "no face detected (dlib HOG found none)")
+        todo = []
+        for i, (rgb, shape) in enumerate(zip(images, shapes, strict=True)):
+            if isinstance(shape, Embedding):
+                results[i] = shape
                 continue
-            rect, score = found
-            shapes = dlib.full_object_detections()
-            shapes.append(self.predictor(rgb, rect))
-            todo.append((i, rgb, shapes, score))
+            detections = dlib.full_object_detections()
+            detections.append(shape[0])
+            todo.append((i, rgb, detections, shape[1]))
         for start in range(0, len(todo), self.batch_size):
             chunk = todo[start : start + self.batch_size]
             descriptors = self.model.compute_face_descriptor(
@@ -98,3 +104,30 @@ class DlibResNetEmbedder:
                 vector = np.asarray(per_image[0], dtype=np.float32)
                 results[i] = Embedding(vector, "", score)
         return results  # type: ignore[return-value]
+
+    def embed(self, images: list[np.ndarray]) -> list[Embedding]:
+        rgbs = [_rgb(image) for image in images]
+        return self._describe(rgbs, [self._shape(rgb) for rgb in rgbs])
+
+    def embed_aligned(self, images: list[np.ndarray], photos: list[np.ndarray]) -> list[Embedding]:
+        """Each image described at the 5 landmarks dlib finds on its photo (same frame)."""
+        found: dict[bytes, object] = {}
+        shapes = []
+        for photo in photos:
+            rgb = _rgb(photo)
+            digest = hashlib.sha256(rgb.tobytes()).digest()
+            if digest not in found:
+                found[digest] = self._shape(rgb)
+            shape = found[digest]
+            if isinstance(shape, Embedding):
+                shape = Embedding(None, f"on the photo: {shape.reason}")
+            shapes.append(shape)
+        return self._describe([_rgb(image) for image in images], shapes)
+
+
+def _rgb(image: np.ndarray) -> np.ndarray:
+    """A C-contiguous RGB uint8 array (grey images repeated to three channels)."""
+    rgb = as_uint8_image(image)
+    if rgb.ndim == 2:
+        rgb = np.ascontiguousarray(np.repeat(rgb[..., None], 3, axis=2))
+    return rgb

@@ -32,6 +32,8 @@ dequantized weights are folded once at load (≈ 25 ms per crop).
 
 from __future__ import annotations
 
+import hashlib
+
 import cv2
 import numpy as np
 
@@ -130,29 +132,48 @@ class SFaceEmbedder:
             out[i] = self.session.run_with_ort_values([self._output], feed)[0].numpy().ravel()
         return out
 
-    def embed(self, images: list[np.ndarray]) -> list[Embedding]:
+    def _face(self, bgr: np.ndarray) -> Detection | Embedding:
+        """The face to align on, or the Embedding that says why there is none."""
+        if self.too_small(bgr.shape):
+            return Embedding(None, f"image too small for YuNet ({bgr.shape[1]}×{bgr.shape[0]} px)")
+        det = self.detect(bgr)
+        if det is None:
+            return Embedding(None, "no face detected (YuNet found none)")
+        if det.score < self.min_score:
+            reason = f"no face detected (best YuNet score {det.score:.3f} < {self.min_score})"
+            return Embedding(None, reason, float(det.score))
+        return det
+
+    def _embed_on(self, images: list[np.ndarray], faces: list[Detection | Embedding]):
+        """Align each image on its face (a Detection) and embed; pass failures through."""
         results: list[Embedding | None] = [None] * len(images)
-        crops, where, scores = [], [], []
-        for i, image in enumerate(images):
-            bgr = as_bgr(image)
-            if self.too_small(bgr.shape):
-                reason = f"image too small for YuNet ({bgr.shape[1]}×{bgr.shape[0]} px)"
-                results[i] = Embedding(None, reason)
+        crops, where = [], []
+        for i, (image, face) in enumerate(zip(images, faces, strict=True)):
+            if isinstance(face, Embedding):
+                results[i] = face
                 continue
-            det = self.detect(bgr)
-            if det is None:
-                results[i] = Embedding(None, "no face detected (YuNet found none)")
-                continue
-            if det.score < self.min_score:
-                reason = f"no face detected (best YuNet score {det.score:.3f} < {self.min_score})"
-                results[i] = Embedding(None, reason, float(det.score))
-                continue
-            crops.append(self.align(bgr, det))
+            crops.append(self.align(as_bgr(image), face))
             where.append(i)
-            scores.append(float(det.score))
         if crops:
             feats = self.features(crops)
             feats /= np.linalg.norm(feats, axis=1, keepdims=True)
-            for i, vector, score in zip(where, feats, scores, strict=True):
-                results[i] = Embedding(vector, "", score)
-        return results  # type: ignore[return-value]
+            for i, vector in zip(where, feats, strict=True):
+                results[i] = Embedding(vector, "", float(faces[i].score))
+        return results
+
+    def embed(self, images: list[np.ndarray]) -> list[Embedding]:
+        return self._embed_on(images, [self._face(as_bgr(image)) for image in images])
+
+    def embed_aligned(self, images: list[np.ndarray], photos: list[np.ndarray]) -> list[Embedding]:
+        """Each image aligned on the face YuNet finds on its photo (same pixel frame)."""
+        found: dict[bytes, Detection | Embedding] = {}
+        faces = []
+        for photo in photos:
+            digest = hashlib.sha256(np.ascontiguousarray(photo).tobytes()).digest()
+            if digest not in found:
+                found[digest] = self._face(as_bgr(photo))
+            face = found[digest]
+            if isinstance(face, Embedding):
+                face = Embedding(None, f"on the photo: {face.reason}", face.det_score)
+            faces.append(face)
+        return self._embed_on(images, faces)

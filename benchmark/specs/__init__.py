@@ -40,7 +40,7 @@ class Profile:
     name: str
     description: str
     dataset: str
-    identities: int | None
+    identities: int | None  # VALID identities to score (drawn until reached); None: all
     protocol: str
     detector: str
     pose: str
@@ -48,6 +48,7 @@ class Profile:
     render: str
     cut: str
     embedders: tuple[str, ...]
+    controls: tuple[str, ...] = ()  # mask_controls run over the same cut, beside the masks
     seed: int = 42
     reference_quirks: bool = False
     identity_rule: str = "usable-sessions"  # see benchmark.protocols
@@ -59,8 +60,8 @@ def load_profiles() -> dict[str, Profile]:
     for raw in _load("profiles.toml")["profile"]:
         raw = dict(raw)
         raw.setdefault("identities", None)  # none given: every identity of the dataset
-        for key in ("reconstruct", "embedders"):
-            raw[key] = tuple(raw[key])
+        for key in ("reconstruct", "embedders", "controls"):
+            raw[key] = tuple(raw.get(key, ()))
         known = Profile.__dataclass_fields__
         extra = {k: raw.pop(k) for k in list(raw) if k not in known}
         out[raw["name"]] = Profile(**raw, extra=extra)
@@ -76,9 +77,16 @@ class Claim:
     citation: str
     reasoning: str
     params: dict[str, Any]
-    # {recogniser: measured numbers} for each recogniser with which the claim was found
-    # NOT to hold on the profile's default run (a finding, reported as strict xfail).
-    known_failures: dict[str, str] = field(default_factory=dict)
+    # The alternative the claim's power is computed against (and an optional floor_n); the
+    # minimum n follows from it (``benchmark.claims.minimum_n``) and is stated in ``min_n``.
+    power: dict[str, Any]
+    min_n: int
+    per_source: bool = False  # judged once per reconstruction backend, not only the first
+    # {recogniser (or "recogniser/reconstruct" for per-source claims): finding} for each
+    # case in which the claim was found NOT to hold on the profile's default run. A finding
+    # is {value, tolerance, n, measured}: the monitored statistic, the band it must stay in
+    # (at n; wider on smaller runs), and the numbers as measured. Reported as strict xfail.
+    known_failures: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def load_claims() -> list[Claim]:

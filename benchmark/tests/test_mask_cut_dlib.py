@@ -21,6 +21,7 @@ from benchmark.pipeline.mask_types import CUTS, MaskFailure
 
 dlib = pytest.importorskip("dlib", reason="dlib is not installed (pip install dlib-bin)")
 
+from benchmark.pipeline.face_region import forehead_points  # noqa: E402
 from benchmark.pipeline.landmarks_dlib import DlibLandmarker  # noqa: E402
 from benchmark.pipeline.mask_cut_dlib import DLIB_81, Dlib81HullCut, hull_region  # noqa: E402
 
@@ -44,26 +45,6 @@ def crops(kept_crops) -> list[np.ndarray]:
     if len(kept_crops) < N_TRAIN + N_HELD_OUT:
         pytest.skip(f"only {len(kept_crops)} kept crops in lfw20")
     return kept_crops[: N_TRAIN + N_HELD_OUT]
-
-
-def forehead_points(p68: np.ndarray) -> np.ndarray:
-    """13 synthetic forehead points: a half ellipse over the brows, temple to temple.
-
-    Its width is the jaw's (points 1-17), its height 1.3 nose lengths (28 → 31), tilted
-    with the face. Only a stand-in for the real model's hand-labelled forehead points.
-    """
-    across = p68[16] - p68[0]
-    half_width = np.linalg.norm(across) / 2
-    across /= 2 * half_width
-    up = np.array([across[1], -across[0]])  # image y points down
-    centre = p68[17:27].mean(axis=0)
-    height = 1.3 * np.linalg.norm(p68[27] - p68[30])
-    angle = np.linspace(np.pi, 0.0, 13)
-    return (
-        centre
-        + np.outer(np.cos(angle), across) * 0.95 * half_width
-        + np.outer(np.sin(angle), up) * height
-    )
 
 
 def _train_stand_in(images: list[np.ndarray], landmarker68: DlibLandmarker, path: Path) -> None:

@@ -20,11 +20,13 @@ pytestmark = pytest.mark.integration
 def _check_run(run, dataset, out: Path) -> None:
     assert len(run.results) == len(dataset.frames)
     assert {r.status for r in run.results} <= {"kept", "dropped", "error"}
+    # the detector's own threshold (calibrated per detector; 0.9 for the original's)
+    min_best = json.loads((out / "run.json").read_text())["params"]["min_best_score"]
     for res in run.results:
         assert res.status == "kept" or res.reason, "every dropped frame says why"
         if res.status == "kept":
             assert res.crop.shape == (224, 224, 3) and res.crop.dtype == np.uint8
-            assert abs(res.yaw) < 20 and abs(res.pitch) < 20 and res.best_score > 0.9
+            assert abs(res.yaw) < 20 and abs(res.pitch) < 20 and res.best_score > min_best
     kept = sum(r.status == "kept" for r in run.results)
     # LFW photos are news photos, often with other people in the background, so the
     # one-face rule drops many (how many depends on the detector's score scale). The
@@ -54,6 +56,8 @@ def test_prep_embedded_default(lfw20, default_prep, tmp_path: Path) -> None:
 def test_prep_original_caffe_detector(lfw20, caffe_prep, tmp_path: Path) -> None:
     run = run_prep(lfw20, tmp_path / "run", caffe_prep, progress=False)
     _check_run(run, lfw20, tmp_path / "run")
+    params = json.loads((tmp_path / "run" / "run.json").read_text())["params"]
+    assert (params["min_best_score"], params["other_face_score"]) == (0.9, 0.1)  # the original's
 
 
 def test_backends_agree_on_most_decisions(lfw20, default_prep, caffe_prep, tmp_path) -> None:

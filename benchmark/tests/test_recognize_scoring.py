@@ -7,12 +7,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from benchmark.claims import binomial_tail
 from benchmark.metrics import paired_difference
 from benchmark.pipeline.recognize import image_id, score_scenario
 from benchmark.pipeline.recognize_types import Embedding, similarity_matrix
 from benchmark.protocols import Pair
 from benchmark.specs import load_scenarios
+from benchmark.stats import binomial_tail
 
 SCENARIOS = {s.name: s for s in load_scenarios()}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from benchmark.claims import KINDS, POWER_TARGET, minimum_n, power
 from benchmark.specs import IMAGE_VARIANTS, load_claims, load_profiles, load_scenarios
 
 
@@ -30,7 +31,7 @@ def test_reference_quirk_reproduces_the_originals_loaded_files() -> None:
 
 def test_profiles_name_registered_backends() -> None:
     from benchmark.pipeline.mask import load_backends
-    from benchmark.pipeline.mask_types import CUTS, RECONSTRUCTORS, RENDERERS
+    from benchmark.pipeline.mask_types import CONTROLS, CUTS, RECONSTRUCTORS, RENDERERS
     from benchmark.pipeline.prep import DETECTORS, POSES
     from benchmark.pipeline.prep_detectors import YuNet  # noqa: F401 - registers
     from benchmark.pipeline.prep_pose import MediaPipeMeshPose  # noqa: F401
@@ -47,9 +48,21 @@ def test_profiles_name_registered_backends() -> None:
         assert profile.identity_rule in IDENTITY_RULES
         for name in profile.reconstruct:
             assert name in RECONSTRUCTORS.names()
+        for name in profile.controls:
+            assert name in CONTROLS.names()
         for name in profile.embedders:
             assert name in EMBEDDERS.names()
     assert load_profiles()["lfw"].protocol == "cross-session"  # one photo per LFW session
+    assert "blank" in load_profiles()["lfw"].controls  # every reconstruction beside a control
+
+
+def test_paper_profiles_are_the_original_and_the_original_corrected() -> None:
+    profiles = load_profiles()
+    paper, fixed = profiles["paper"], profiles["paper-fixed"]
+    assert paper.reference_quirks and not fixed.reference_quirks
+    same = {k: v for k, v in paper.__dict__.items() if k not in ("name", "description")}
+    other = {k: v for k, v in fixed.__dict__.items() if k not in ("name", "description")}
+    assert same | {"reference_quirks": False} == other
 
 
 def test_claims_cite_bound_and_reason() -> None:
@@ -63,3 +76,24 @@ def test_claims_cite_bound_and_reason() -> None:
                 assert claim.params[key] in scenarios
     kinds = {c.kind for c in load_claims()}
     assert {"at_chance", "above_chance", "difference_positive"} <= kinds
+    assert kinds <= set(KINDS)
+
+
+def test_every_claims_minimum_n_is_its_power_calculation() -> None:
+    """min_n in the TOML is what the stated alternative gives, and the reasoning says it."""
+    for claim in load_claims():
+        assert claim.min_n == minimum_n(claim), claim.id
+        assert power(claim, claim.min_n) >= POWER_TARGET, claim.id
+        assert f"{claim.min_n}" in claim.reasoning.replace(",", ""), claim.id
+        for finding in claim.known_failures.values():
+            assert {"value", "tolerance", "n", "measured"} <= set(finding), claim.id
+            assert finding["n"] >= claim.min_n and 0 < finding["tolerance"] < 0.5, claim.id
+
+
+def test_the_paper_claims_use_the_papers_numbers() -> None:
+    claims = {c.id: c for c in load_claims()}
+    mask2mask = claims["paper_mask2mask_52_percent"].params
+    assert (mask2mask["paper_hits"], mask2mask["paper_n"]) == (289, 555)  # 52.1 % of 555
+    assert claims["paper_mask2face_at_most_0_52_percent"].params["max"] == 0.0052  # Yang et al.
+    per_source = [c for c in load_claims() if c.per_source]
+    assert any(c.params["scenario"] == "MaskOnly2MaskOnly" for c in per_source)

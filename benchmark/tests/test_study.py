@@ -51,6 +51,55 @@ def test_results_cover_every_scenario_and_source(small_study) -> None:
     assert saved.environment["packages"]["numpy"]
 
 
+def test_identities_are_drawn_until_enough_are_valid(small_study, lfw) -> None:
+    results, _ = small_study
+    draw = results.counts["draw"]
+    assert draw["target"] == 30 and draw["scored"] == 30 and draw["valid"] >= 30
+    assert draw["drawn"] > 30  # LFW-dev loses identities at prep: more had to be drawn
+    assert draw["outcome"].startswith("reached 30 valid identities after drawing")
+    assert [p["drawn"] for p in draw["passes"]] == sorted(p["drawn"] for p in draw["passes"])
+    lost = draw["lost"]
+    accounted = (
+        lost["prep_fewer_than_2_sessions"]
+        + lost["no_face_embedding"]
+        + lost["mask_failures"]
+        + lost["overlay_without_face"]
+    )
+    assert accounted + draw["valid"] == draw["drawn"]  # every drawn identity has a fate
+    # The drawn identities are a prefix of the seeded order: drawing more never changes them.
+    order = lfw.draw_order(42, min_sessions=2)
+    chosen = {identity for hits in results.hits.values() for identity in hits}
+    assert chosen <= set(order[: draw["drawn"]])
+    for row in results.scenarios:
+        assert row["pairs"] == 30
+
+
+def test_the_blank_control_is_scored_beside_every_mask(small_study) -> None:
+    results, _ = small_study
+    controls = results.config["control_sources"]
+    assert controls == [f"blank+{load_profiles()['lfw'].cut}"]
+    for embedder in load_profiles()["lfw"].embedders:
+        for alignment in ("self", "photo"):
+            row = results.find("Overlay2Overlay", embedder, controls[0], alignment=alignment)
+            assert row["control"] == controls[0] and row["pairs"] == 30
+        # Aligned on the photo, a grey face is embedded; on its own it mostly is not.
+        photo = results.find("Overlay2Face", embedder, controls[0], alignment="photo")
+        own = results.find("Overlay2Face", embedder, controls[0])
+        assert photo["n"] > own["n"]
+    compared = {
+        (c["embedder"], c["mask"], c["scenario"], c["alignment"])
+        for c in results.control_comparisons
+    }
+    for embedder in load_profiles()["lfw"].embedders:
+        for source in results.config["mask_sources"]:
+            for scenario in ("Overlay2Overlay", "MaskOnly2MaskOnly"):
+                assert (embedder, source, scenario, "photo") in compared
+    for c in results.control_comparisons:
+        lo, hi = c["difference_ci"]
+        assert lo <= c["difference"] <= hi and c["n"] == 30
+        assert c["difference"] == pytest.approx(c["mask_rank1_all"] - c["control_rank1_all"])
+
+
 def test_every_lfw_claim_evaluates(small_study) -> None:
     results, _ = small_study
     for claim in load_claims():
@@ -71,7 +120,7 @@ def test_second_run_is_served_from_the_cache(small_study, store) -> None:
     # record, not on timings, which a warm first run makes meaningless).
     frames = list(csv.DictReader((out / "prep" / "frames.csv").read_text().splitlines()))
     assert frames and all(row["cached"] == "True" for row in frames)
-    for source in again.config["mask_sources"]:
+    for source in again.config["mask_sources"] + again.config["control_sources"]:
         record = json.loads((out / "prep" / "masks" / source / "run.json").read_text())
         assert record["cache"]["misses"] == 0 and record["cache"]["hits"] > 0
 
@@ -82,6 +131,8 @@ def test_cli_reproduce_writes_report_and_judges_claims(lfw, tmp_path: Path, caps
     assert "claims:" in out and "Face2Face" in out
     report = (tmp_path / "r" / "report.md").read_text()
     for needle in (
+        "## Mask or surroundings?",
+        "## Identities: drawn, valid, lost",
         "## Claims",
         "## Scenarios",
         "chance",
