@@ -163,14 +163,15 @@ def _mask(args: argparse.Namespace, run_dir: Path) -> None:
     from benchmark.pipeline.prep import read_layout, read_selection
     from benchmark.report import contact_sheet
 
-    stage = MaskStage.from_names(
-        args.reconstruct,
-        args.render,
-        args.cut,
-        store=AssetStore(),
-        device=DevicePlan.parse(args.device),
-        cache=Cache(enabled=not args.no_cache),
-    )
+    common = {
+        "store": AssetStore(),
+        "device": DevicePlan.parse(args.device),
+        "cache": Cache(enabled=not args.no_cache),
+    }
+    if args.control:  # the same cut filled without any reconstruction
+        stage = MaskStage.for_control(args.control, args.cut, **common)
+    else:
+        stage = MaskStage.from_names(args.reconstruct, args.render, args.cut, **common)
     run = run_mask(run_dir, stage, progress=not args.quiet)
     counts = run.counts()
     print(
@@ -358,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add_mask_options(p: argparse.ArgumentParser) -> None:
         from benchmark.pipeline.mask import load_backends
-        from benchmark.pipeline.mask_types import CUTS, RECONSTRUCTORS, RENDERERS
+        from benchmark.pipeline.mask_types import CONTROLS, CUTS, RECONSTRUCTORS, RENDERERS
 
         load_backends()
         p.add_argument(
@@ -366,6 +367,13 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--render", default=RENDERERS.default, choices=RENDERERS.names())
         p.add_argument("--cut", default=CUTS.default, choices=CUTS.names())
+        p.add_argument(
+            "--control",
+            default=None,
+            choices=CONTROLS.names(),
+            help="instead of a reconstruction, fill the cut's region with a control: "
+            "blank (flat grey), blur (σ 8 px), pixelate (16 px blocks) or blackout",
+        )
 
     mask = sub.add_parser("mask", help="3D-reconstruct, render and cut every selected crop")
     mask.add_argument("run_dir", help="a folder written by `dmbench prep`")

@@ -163,44 +163,31 @@ class MaskStage:
         render: str | None = None,
         cut: str | None = None,
         *,
+        control: str | None = None,
         store: AssetStore | None = None,
         device: str | DevicePlan = "cpu",
         params: MaskParams | None = None,
         cache: Cache | None = None,
     ) -> MaskStage:
+        """The stage from registry names; ``control`` takes the reconstruction's place."""
         load_backends()
         store = store or AssetStore()
+        made = {"store": store, "device": device}
         return cls(
-            RECONSTRUCTORS.create(reconstruct, store=store, device=device),
-            RENDERERS.create(render, store=store, device=device),
-            CUTS.create(cut, store=store, device=device),
+            CONTROLS.create(control, **made)
+            if control
+            else RECONSTRUCTORS.create(reconstruct, **made),
+            None if control else RENDERERS.create(render, **made),
+            CUTS.create(cut, **made),
             params=params,
             cache=cache,
             store=store,
         )
 
     @classmethod
-    def for_control(
-        cls,
-        control: str,
-        cut: str | None = None,
-        *,
-        store: AssetStore | None = None,
-        device: str | DevicePlan = "cpu",
-        params: MaskParams | None = None,
-        cache: Cache | None = None,
-    ) -> MaskStage:
+    def for_control(cls, control: str, cut: str | None = None, **kwargs) -> MaskStage:
         """A control (``blank``, ``blur``, ...) over the same cut as the masks it controls."""
-        load_backends()
-        store = store or AssetStore()
-        return cls(
-            CONTROLS.create(control, store=store, device=device),
-            None,
-            CUTS.create(cut, store=store, device=device),
-            params=params,
-            cache=cache,
-            store=store,
-        )
+        return cls.from_names(cut=cut, control=control, **kwargs)
 
     def key(self, input_sha256: str) -> str:
         return cache_key(

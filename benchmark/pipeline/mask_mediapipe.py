@@ -92,7 +92,7 @@ class _MeshHullCut:
         return hull_region(self.points(crop), crop.shape[:2])
 
 
-@CUTS.register("mediapipe-hull", default=True)
+@CUTS.register("mediapipe-hull")
 class MediaPipeHullCut(_MeshHullCut):
     """Convex hull of the 468 mesh points (stops at mid-forehead)."""
 
@@ -102,7 +102,7 @@ class MediaPipeHullCut(_MeshHullCut):
         return mesh_points[:, :2]
 
 
-@CUTS.register("mediapipe-forehead")
+@CUTS.register("mediapipe-forehead", default=True)
 class MediaPipeForeheadCut(_MeshHullCut):
     """Convex hull of the 468 mesh points + a forehead arc to the hairline (the analogue of
     the original's dlib-81 hull; rule and constants in ``face_region``)."""

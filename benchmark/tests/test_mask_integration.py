@@ -53,9 +53,18 @@ def test_cli_mask_writes_sheet_and_probe(prep_dir, capsys) -> None:
     assert main(["mask", str(prep_dir), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "contact sheet:" in out and "geometry-only re-identification" in out
-    folder = prep_dir / "masks" / "mediapipe-mesh+numpy+mediapipe-hull"
+    folder = prep_dir / "masks" / "mediapipe-mesh+numpy+mediapipe-forehead"  # the defaults
     sheet = Image.open(folder / "contact_sheet.png")
     assert sheet.size[0] > 4 * 100 and sheet.size[1] > 6 * 100
     probe = json.loads((folder / "leakage_probe.json").read_text())
     assert probe["protocol"] == "cross-session" and probe["n"] >= 5
     assert 0.0 <= probe["rank1"] <= 1.0 and probe["chance"] == pytest.approx(1 / probe["n"])
+
+
+def test_cli_mask_runs_a_control_over_the_same_cut(prep_dir, capsys) -> None:
+    assert main(["mask", str(prep_dir), "--control", "blank", "--quiet"]) == 0
+    assert "contact sheet:" in capsys.readouterr().out
+    folder = prep_dir / "masks" / "blank+mediapipe-forehead"
+    rows = list(csv.DictReader((folder / "masks.csv").read_text().splitlines()))
+    assert rows and sum(r["status"] == "masked" for r in rows) >= 0.8 * len(rows)
+    assert not (folder / "leakage_probe.json").exists()  # a control has no geometry

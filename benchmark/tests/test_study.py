@@ -150,3 +150,16 @@ def test_paper_profile_names_every_missing_asset(capsys) -> None:
     err = capsys.readouterr().err
     for name in ("youtube-faces", "pfld", "ringnet", "dlib-81", "insightface-buffalo-l"):
         assert name in err
+
+
+def test_report_shows_a_companion_profiles_claims_beside_its_own(small_study, tmp_path) -> None:
+    """paper and paper-fixed: each report shows the other's verdicts when both ran."""
+    from benchmark.report import write_report
+
+    results, _ = small_study
+    report = write_report(results, tmp_path, companions=(results,)).read_text()
+    assert "### Beside it: profile `lfw`" in report
+    first_table = report.split("## Mask or surroundings?")[1].split("## Claims")[0]
+    rows = [line for line in first_table.splitlines() if line.startswith("| ") and "`" in line]
+    profile = load_profiles()["lfw"]
+    assert len(rows) == 4 * len(profile.embedders) * len(profile.reconstruct)
