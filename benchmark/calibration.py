@@ -74,6 +74,19 @@ def load_detector_rules(path: Path = DETECTORS_TOML) -> dict[str, OneFaceRule]:
     }
 
 
+def check_calibrated_model(detector: str, digests: dict[str, str]) -> None:
+    """Refuse a detector model other than the one its thresholds were calibrated on: a new
+    model scores on its own scale, so its thresholds must be measured again."""
+    with open(DETECTORS_TOML, "rb") as handle:
+        stored = tomllib.load(handle).get(detector, {}).get("assets_sha256", {}).get(detector)
+    if stored and stored != digests:
+        raise DmbenchError(
+            f"the {detector} model differs from the one its one-face thresholds were "
+            f"calibrated on ({DETECTORS_TOML.name}); recalibrate with `{COMMAND}` or give "
+            "--min-best-score and --other-face-score"
+        )
+
+
 def rule_for(detector: str) -> OneFaceRule:
     """The detector's stored thresholds; the original's 0.9 / 0.1 for one with no entry."""
     return load_detector_rules().get(detector, ORIGINAL_RULE)

@@ -128,9 +128,9 @@ def power(claim: Claim, n: int) -> float:
         return stats.power_above_chance(n, alt["alternative"], p["alpha"])
     if claim.kind == "difference_positive":
         return stats.power_paired_difference(n, alt["difference"], alt["discordant"])
-    if claim.kind == "consistent_with_published":
+    if claim.kind == "consistent_with_published":  # power to see a rate `difference` lower
         rate = p["paper_hits"] / p["paper_n"]
-        return stats.prob_consistent(n, rate, p["paper_n"], rate)
+        return 1.0 - stats.prob_consistent(n, rate - alt["difference"], p["paper_n"], rate)
     if claim.kind == "compatible_with_at_most":
         return stats.power_above_chance(n, alt["alternative"], p["alpha"], chance=p["max"])
     raise ValueError(f"claim {claim.id}: unknown kind {claim.kind!r}")
@@ -220,3 +220,25 @@ def source_of(results: Any, reconstruct: str | None) -> str | None:
         if source.split("+")[0] == reconstruct:
             return source
     raise KeyError(f"the run has no mask source of {reconstruct!r}")
+
+
+def claim_cases(profile: Any, claims: list[Claim]) -> list[tuple[Claim, str, str | None, str]]:
+    """(claim, recogniser, reconstruct or None, case key) for every case in which the claims
+    of ``profile`` are judged: once per recogniser, and per reconstruction backend for
+    per-source claims. The key names the case in ``known_failures`` and reports."""
+    out = []
+    for claim in claims:
+        if claim.profile != profile.name:
+            continue
+        reconstructs = profile.reconstruct if claim.per_source else (None,)
+        for embedder in profile.embedders:
+            for reconstruct in reconstructs:
+                key = f"{embedder}/{reconstruct}" if reconstruct else embedder
+                out.append((claim, embedder, reconstruct, key))
+    return out
+
+
+def is_default_run(results: Any, profile: Any) -> bool:
+    """Whether a run asked for the profile's own number of identities (claims are judged
+    strictly there: an n below a claim's minimum fails)."""
+    return results.config["profile"]["identities"] == profile.identities

@@ -24,6 +24,7 @@ import functools
 import math
 import os
 import re
+import zlib
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +40,13 @@ _LFW_NAME = re.compile(r"^(?P<name>.+)_(?P<num>\d{4})\.[A-Za-z]+$")
 _YTF_NAME = re.compile(r"^(?P<video>\d+)\.(?P<frame>\d+)\.[A-Za-z]+$")
 YTF_LABEL_SUFFIX = ".labeled_faces.txt"
 _YTF_LABEL_FIELDS = 8  # path, 0, x_center, y_center, width, height, 0, 1
+
+
+def keyed_rng(seed: int, *names: str) -> np.random.Generator:
+    """A generator of its own for one identity (or one session): its draws depend on the
+    seed and its names only, never on which other identities were drawn or in what order,
+    so a study can grow its draw without changing anyone's frames or pairs."""
+    return np.random.default_rng([seed, zlib.crc32("/".join(names).encode("utf-8"))])
 
 
 def natural_key(text: str) -> tuple:
@@ -120,8 +128,11 @@ class Dataset:
         """Identities with ``min_sessions`` sessions in a seeded random order.
 
         Every prefix is a fair random draw, so a study that needs N *valid* identities
-        can take the first k, find too few valid, and draw further without changing the
-        ones it has.
+        can take the first k, find too few valid, and draw further without dropping the
+        ones it has; their pairs are drawn per identity (``keyed_rng``), so they do not
+        change either. (Which two frames of a YouTube Faces video are selected follows the
+        original's one generator over all videos, so there a larger draw can select other
+        frames of a video; LFW photos are sessions of one frame.)
         """
         sessions = self.sessions()
         eligible = [i for i in self.identities() if len(sessions[i]) >= min_sessions]

@@ -20,7 +20,10 @@ face and overlay embeddings exist in both database and query"), in two readings:
   so n can come out below the original's. The study records how many identities were
   lost to mask failures and how many the rule would keep had masks failed open.
 
-Draws use one ``numpy.random.default_rng(seed)`` walking identities in sorted order.
+Each identity draws with a generator of its own (``keyed_rng(seed, identity)``), so its
+pair does not depend on which other identities were drawn: a study that draws more
+identities until enough are valid never changes the pairs it has. (The original walked one
+generator over ``os.listdir`` order, which no rerun can reproduce anyway.)
 """
 
 from __future__ import annotations
@@ -28,9 +31,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-import numpy as np
-
-from benchmark.datasets import natural_key
+from benchmark.datasets import keyed_rng, natural_key
 from benchmark.pipeline.prep import Selection
 
 PROTOCOLS = ("same-session", "cross-session")
@@ -70,9 +71,9 @@ def pair_frames(
     def is_usable(sel: Selection) -> bool:
         return usable is None or (sel.database in usable and sel.query in usable)
 
-    rng = np.random.default_rng(seed)
     pairs = []
     for identity in sorted(by_identity, key=natural_key):
+        rng = keyed_rng(seed, identity)
         sessions = sorted(by_identity[identity], key=lambda s: natural_key(s.session))
         if rule == "all-sessions":
             if not all(map(is_usable, sessions)):

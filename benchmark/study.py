@@ -324,13 +324,14 @@ def _run_draw(
     )
 
 
-NO_VALID_STOP = 50  # identities drawn with none valid before a run gives up drawing more
+NO_VALID_STOP = 50  # drawn with none valid: the run gives up (a broken pipeline, not bad luck)
 
 
 def _next_draw(drawn: int, valid: int, target: int, available: int) -> int:
     """How many identities to draw next: enough for the valid rate seen so far, plus 10 %."""
-    rate = max(valid, 1) / drawn
-    wanted = drawn + math.ceil(1.1 * (target - valid) / rate)
+    if valid == 0:  # no rate to go by: draw up to the point where the study gives up
+        return min(available, max(NO_VALID_STOP, 2 * drawn))
+    wanted = drawn + math.ceil(1.1 * (target - valid) * drawn / valid)
     return min(available, max(wanted, drawn + 1))
 
 
@@ -378,7 +379,7 @@ def run_study(
         passes.append({"drawn": drawn, "valid": len(draw.valid)})
         if target is None or len(draw.valid) >= target or drawn == len(order):
             break
-        if not draw.valid and drawn >= min(len(order), max(2 * target, NO_VALID_STOP)):
+        if not draw.valid and drawn >= NO_VALID_STOP:
             break  # nothing valid among many: the pipeline fails, more data will not help
         drawn = _next_draw(drawn, len(draw.valid), target, len(order))
 
@@ -525,7 +526,7 @@ def run_study(
     results.control_comparisons = control_comparisons(results, pairs)
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / "results.json.tmp"
-    tmp.write_text(json.dumps(results.to_json(), indent=1, default=_json_default))
+    tmp.write_text(json.dumps(results.to_json(), indent=1, default=_json_default, allow_nan=False))
     tmp.replace(out_dir / "results.json")
     return results
 
@@ -576,18 +577,17 @@ def control_comparisons(results: StudyResults, pairs: list) -> list[dict[str, An
                             "difference": mean,
                             "difference_ci": (lo, hi),
                             "n": n,
-                            "chance": 1.0 / n if n else 0.0,
+                            "chance": mask_row["chance"],
                         }
                     )
     return out
 
 
 def _hits_key(row: dict[str, Any]) -> str:
+    """The row's key in ``hits``; rows scored the original's way keep their earlier key."""
+    key = f"{row['embedder']}|{row['scenario']}|{row['query_source']}|{row['database_source']}"
     alignment = row.get("alignment", "self")
-    return (
-        f"{row['embedder']}|{row['scenario']}|{row['query_source']}|{row['database_source']}"
-        f"|{alignment}"
-    )
+    return key if alignment == "self" else f"{key}|{alignment}"
 
 
 def _json_default(value: Any) -> Any:

@@ -28,34 +28,38 @@ from pathlib import Path
 import pytest
 
 from benchmark.assets import AssetStore
-from benchmark.claims import judge, source_of, verdict_for
+from benchmark.claims import claim_cases, is_default_run, judge, source_of, verdict_for
 from benchmark.datasets import resolve_dataset
 from benchmark.errors import DmbenchError
-from benchmark.settings import cache_root
+from benchmark.settings import cache_root, offline
 from benchmark.specs import load_claims, load_profiles
 from benchmark.study import StudyOptions, StudyResults, load_results, missing_assets, run_study
 
 PROFILES = load_profiles()
+CLAIMS = load_claims()
 _RESULTS: dict[str, StudyResults] = {}
+_FAILED: dict[str, str] = {}
 
 
 def _cases():
     only = os.environ.get("DMBENCH_CLAIMS_PROFILE")
-    for claim in load_claims():
-        if only and claim.profile != only:
+    for profile in PROFILES.values():
+        if only and profile.name != only:
             continue
-        profile = PROFILES[claim.profile]
-        sources = profile.reconstruct if claim.per_source else (None,)
-        for embedder in profile.embedders:
-            for reconstruct in sources:
-                suffix = f"-{reconstruct}" if reconstruct else ""
-                yield pytest.param(
-                    claim, embedder, reconstruct, id=f"claim_rank1-{claim.id}-{embedder}{suffix}"
-                )
+        for claim, embedder, reconstruct, key in claim_cases(profile, CLAIMS):
+            yield pytest.param(
+                claim, embedder, reconstruct, key, id=f"claim_rank1-{claim.id}-{key}"
+            )
 
 
 def study_results(profile_name: str) -> StudyResults:
-    """The profile's results: a given results.json, or a (cached) run of the study."""
+    """The profile's results: a given results.json, or a (cached) run of the study.
+
+    A run that failed is remembered, so the claims after the first fail at once instead
+    of re-running a broken study.
+    """
+    if profile_name in _FAILED:
+        pytest.fail(_FAILED[profile_name])
     if profile_name in _RESULTS:
         return _RESULTS[profile_name]
     profile = PROFILES[profile_name]
@@ -71,30 +75,32 @@ def study_results(profile_name: str) -> StudyResults:
                 f"profile '{profile_name}' needs assets that are not available: "
                 f"{', '.join(missing)}.\n{steps}"
             )
-        try:
-            resolve_dataset(profile.dataset, store)
-        except DmbenchError as exc:  # no copy of the data anywhere: nothing to run on
-            pytest.skip(f"profile '{profile_name}': its dataset is not available: {exc}")
+        if offline():  # online, the study downloads what it may; offline, no data: skip
+            try:
+                resolve_dataset(profile.dataset, store)
+            except DmbenchError as exc:
+                pytest.skip(f"profile '{profile_name}': no copy of its dataset offline: {exc}")
         identities = os.environ.get("DMBENCH_CLAIMS_IDENTITIES")
         options = StudyOptions(identities=int(identities) if identities else None, progress=False)
         try:
             results = run_study(profile, cache_root() / "claims" / profile_name, options, store)
         except DmbenchError as exc:  # every asset is here: a broken pipeline, not a skip
-            pytest.fail(f"profile '{profile_name}' failed with all its assets present: {exc}")
+            _FAILED[profile_name] = (
+                f"profile '{profile_name}' failed with all its assets present: {exc}"
+            )
+            pytest.fail(_FAILED[profile_name])
     _RESULTS[profile_name] = results
     return results
 
 
 @pytest.mark.claim
-@pytest.mark.parametrize(("claim", "embedder", "reconstruct"), list(_cases()))
-def test_claim_rank1(claim, embedder, reconstruct) -> None:
+@pytest.mark.parametrize(("claim", "embedder", "reconstruct", "key"), list(_cases()))
+def test_claim_rank1(claim, embedder, reconstruct, key) -> None:
     results = study_results(claim.profile)
     source = source_of(results, reconstruct)
     verdict = verdict_for(claim, results, embedder, source)
-    print(f"{claim.id} [{embedder}{'/' + reconstruct if reconstruct else ''}]: {verdict.measured}")
-    default_run = results.config["profile"]["identities"] == PROFILES[claim.profile].identities
-    key = f"{embedder}/{reconstruct}" if reconstruct else embedder
-    judgement = judge(claim, verdict, default_run, key)
+    print(f"{claim.id} [{key}]: {verdict.measured}")
+    judgement = judge(claim, verdict, is_default_run(results, PROFILES[claim.profile]), key)
     if judgement.outcome == "skip":
         pytest.skip(judgement.message)
     if judgement.outcome == "xfail":

@@ -25,7 +25,7 @@ import numpy as np
 from benchmark import __version__
 from benchmark.assets import AssetStore
 from benchmark.cache import Cache, cache_key
-from benchmark.calibration import rule_for
+from benchmark.calibration import check_calibrated_model, rule_for
 from benchmark.datasets import Dataset, Frame, natural_key
 from benchmark.device import DevicePlan
 from benchmark.errors import DmbenchError, ImageReadError
@@ -162,11 +162,14 @@ class PrepStage:
     ) -> None:
         self.detector = detector
         self.pose = pose
-        self.params = (params or PrepParams()).for_detector(detector.name)
+        given = params or PrepParams()
+        self.params = given.for_detector(detector.name)
         self.cache = cache or Cache(enabled=False)
         store = store or AssetStore()
         self.backend = f"{detector.name}+{pose.name}"
         self._assets = asset_digests(store, tuple(detector.assets) + tuple(pose.assets))
+        if given.min_best_score is None or given.other_face_score is None:
+            check_calibrated_model(detector.name, self._assets.get(detector.name, {}))
 
     @classmethod
     def from_names(

@@ -21,15 +21,13 @@ documentation (99.38 % on LFW). CPU only, unless dlib itself was built with CUDA
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 
 from benchmark.assets import AssetStore
 from benchmark.device import check_device
 from benchmark.errors import DeviceError, DmbenchError
 from benchmark.pipeline.landmarks_dlib import as_uint8_image
-from benchmark.pipeline.recognize_types import EMBEDDERS, Embedding
+from benchmark.pipeline.recognize_types import EMBEDDERS, Embedding, faces_on_photos
 
 ASSET = "dlib-face-recognition-models"
 PREDICTOR_5 = "models/shape_predictor_5_face_landmarks.dat"
@@ -111,17 +109,7 @@ class DlibResNetEmbedder:
 
     def embed_aligned(self, images: list[np.ndarray], photos: list[np.ndarray]) -> list[Embedding]:
         """Each image described at the 5 landmarks dlib finds on its photo (same frame)."""
-        found: dict[bytes, object] = {}
-        shapes = []
-        for photo in photos:
-            rgb = _rgb(photo)
-            digest = hashlib.sha256(rgb.tobytes()).digest()
-            if digest not in found:
-                found[digest] = self._shape(rgb)
-            shape = found[digest]
-            if isinstance(shape, Embedding):
-                shape = Embedding(None, f"on the photo: {shape.reason}")
-            shapes.append(shape)
+        shapes = faces_on_photos([_rgb(photo) for photo in photos], self._shape)
         return self._describe([_rgb(image) for image in images], shapes)
 
 

@@ -32,8 +32,6 @@ dequantized weights are folded once at load (≈ 25 ms per crop).
 
 from __future__ import annotations
 
-import hashlib
-
 import cv2
 import numpy as np
 
@@ -43,7 +41,7 @@ from benchmark.errors import AssetError
 from benchmark.pipeline.landmarks_dlib import as_uint8_image
 from benchmark.pipeline.prep import Detection
 from benchmark.pipeline.prep_detectors import YuNet
-from benchmark.pipeline.recognize_types import EMBEDDERS, Embedding
+from benchmark.pipeline.recognize_types import EMBEDDERS, Embedding, faces_on_photos
 
 MIN_SCORE = 0.5
 SFACE_INPUT = (1, 3, 112, 112)
@@ -166,14 +164,4 @@ class SFaceEmbedder:
 
     def embed_aligned(self, images: list[np.ndarray], photos: list[np.ndarray]) -> list[Embedding]:
         """Each image aligned on the face YuNet finds on its photo (same pixel frame)."""
-        found: dict[bytes, Detection | Embedding] = {}
-        faces = []
-        for photo in photos:
-            digest = hashlib.sha256(np.ascontiguousarray(photo).tobytes()).digest()
-            if digest not in found:
-                found[digest] = self._face(as_bgr(photo))
-            face = found[digest]
-            if isinstance(face, Embedding):
-                face = Embedding(None, f"on the photo: {face.reason}", face.det_score)
-            faces.append(face)
-        return self._embed_on(images, faces)
+        return self._embed_on(images, faces_on_photos(photos, lambda p: self._face(as_bgr(p))))

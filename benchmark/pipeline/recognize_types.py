@@ -7,8 +7,10 @@ face gets no embedding (counted, never guessed).
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -35,6 +37,23 @@ class Embedder(Protocol):
 
 
 EMBEDDERS: Registry[Embedder] = Registry("recognize.embedder")
+
+
+def faces_on_photos(photos: list[np.ndarray], find: Callable[[np.ndarray], Any]) -> list[Any]:
+    """``find`` (a backend's face geometry, or an Embedding saying why there is none) on each
+    photo, once per distinct photo: every variant of a frame shares its photo. A photo
+    without a face makes an Embedding that says so, for each image aligned on it."""
+    found: dict[bytes, Any] = {}
+    out = []
+    for photo in photos:
+        digest = hashlib.sha256(np.ascontiguousarray(photo).tobytes()).digest()
+        if digest not in found:
+            face = find(photo)
+            if isinstance(face, Embedding):
+                face = Embedding(None, f"on the photo: {face.reason}", face.det_score)
+            found[digest] = face
+        out.append(found[digest])
+    return out
 
 
 def similarity_matrix(queries: np.ndarray, gallery: np.ndarray, metric: str) -> np.ndarray:

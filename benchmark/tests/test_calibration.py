@@ -243,3 +243,17 @@ def test_calibration_command_writes_a_loadable_toml(lfw20, lfw20_scores, tmp_pat
     assert rules[REFERENCE_DETECTOR] == ORIGINAL_RULE and "yunet" in rules
     with open(out, "rb") as handle:
         assert tomllib.load(handle)["yunet"]["photos"] > 0
+
+
+def test_a_detector_model_other_than_the_calibrated_one_is_refused(store) -> None:
+    """Thresholds belong to the model they were measured on; a swapped file must not run
+    with them silently (explicit thresholds still may)."""
+    from benchmark.calibration import check_calibrated_model
+    from benchmark.errors import DmbenchError
+
+    genuine = store.sha256_of("yunet")
+    check_calibrated_model("yunet", genuine)  # the model the TOML was calibrated on
+    other = {name: "0" * 64 for name in genuine}
+    with pytest.raises(DmbenchError, match="recalibrate"):
+        check_calibrated_model("yunet", other)
+    check_calibrated_model("no-such-detector", other)  # nothing calibrated: nothing to check

@@ -49,7 +49,7 @@ def _results(n: int, hits: dict[str, int], embedder: str = "sface") -> StudyResu
     identities = [f"id{i}" for i in range(n)]
     hit_lists = {}
     for row in rows:
-        key = f"{embedder}|{row['scenario']}|{row['query_source']}|{row['database_source']}|self"
+        key = f"{embedder}|{row['scenario']}|{row['query_source']}|{row['database_source']}"
         count = hits.get(row["scenario"], 0)
         hit_lists[key] = {ident: int(i < count) for i, ident in enumerate(identities)}
     config = {

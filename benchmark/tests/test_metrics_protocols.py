@@ -163,3 +163,12 @@ def test_procrustes_does_not_allow_reflections() -> None:
     shape = np.random.default_rng(0).normal(size=(30, 3))
     mirrored = shape * np.array([-1.0, 1.0, 1.0])
     assert procrustes_similarity(mirrored[None], shape[None])[0, 0] < 0.99
+
+
+@pytest.mark.parametrize("protocol", ["cross-session", "same-session"])
+def test_a_persons_pair_does_not_depend_on_who_else_was_drawn(protocol) -> None:
+    """The study draws more identities until enough are valid: that must not re-pair anyone."""
+    lfw = protocol == "cross-session"
+    few = pair_frames(_selections({"B": 5, "D": 4}, lfw=lfw), protocol, seed=7)
+    more = pair_frames(_selections({"A": 6, "B": 5, "C": 3, "D": 4}, lfw=lfw), protocol, seed=7)
+    assert [p for p in more if p.identity in ("B", "D")] == few

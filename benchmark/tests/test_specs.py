@@ -60,9 +60,11 @@ def test_paper_profiles_are_the_original_and_the_original_corrected() -> None:
     profiles = load_profiles()
     paper, fixed = profiles["paper"], profiles["paper-fixed"]
     assert paper.reference_quirks and not fixed.reference_quirks
-    same = {k: v for k, v in paper.__dict__.items() if k not in ("name", "description")}
-    other = {k: v for k, v in fixed.__dict__.items() if k not in ("name", "description")}
+    skip = ("name", "description", "extra")
+    same = {k: v for k, v in paper.__dict__.items() if k not in skip}
+    other = {k: v for k, v in fixed.__dict__.items() if k not in skip}
     assert same | {"reference_quirks": False} == other
+    assert fixed.extra == paper.extra | {"claims_from": "paper"}  # read against the paper's
 
 
 def test_claims_cite_bound_and_reason() -> None:
