@@ -420,9 +420,11 @@ def run_study(
         if stage.aligns_on_photo and controls:
             # The attacker who knows where the face is: masks and controls embedded with the
             # face geometry of their photo, so that a control with no face on it is scored.
+            # Grouped by frame, so that a batch holds every image made from one photo and
+            # the recogniser finds that photo's face once (``faces_on_photos``).
             masked_images = {
-                k: p
-                for k, p in draw.paths.items()
+                k: draw.paths[k]
+                for k in sorted(draw.paths, key=lambda k: (k.split("|", 2)[2], k))
                 if not k.startswith("prep|") and k.split("|", 2)[2] in paired
             }
             photos = {
