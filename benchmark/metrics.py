@@ -19,17 +19,6 @@ def ranks_of_truth(similarity: np.ndarray, truth: np.ndarray) -> np.ndarray:
     )
 
 
-def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    """Binomial 95 % interval (Wilson score), sensible near 0 and 1."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
 def bootstrap_interval(
     hits: np.ndarray, seed: int = 42, rounds: int = 2000, level: float = 0.95
 ) -> tuple[float, float]:

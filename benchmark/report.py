@@ -104,7 +104,7 @@ def _controls(results) -> list[str]:
 def bar_chart(results, out: Path) -> Path:
     """Fig. 1-style bars: Mask2Face vs Mask2Mask per recogniser, the paper's values, and the
     blank control's bars (scored with the photo's face geometry) beside the mask's."""
-    from benchmark.metrics import wilson_interval
+    from benchmark.stats import wilson
 
     plt = _plt()
     embedders = results.config["profile"]["embedders"]
@@ -119,7 +119,7 @@ def bar_chart(results, out: Path) -> Path:
 
     for family, scenario in (("Mask2Face", "Overlay2Face"), ("Mask2Mask", "Overlay2Overlay")):
         paper, n = paper_bars()[family]
-        lo, hi = wilson_interval(round(paper * n), n)
+        lo, hi = wilson(round(paper * n), n)
         labels.append(f"{family}\npaper (YTF,\noriginal models)")
         values.append(paper)
         errors.append((paper - lo, hi - paper))

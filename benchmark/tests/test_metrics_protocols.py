@@ -9,9 +9,10 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from benchmark.leakage import procrustes_similarity
-from benchmark.metrics import bootstrap_interval, ranks_of_truth, summarize, wilson_interval
+from benchmark.metrics import bootstrap_interval, ranks_of_truth, summarize
 from benchmark.pipeline.prep import Selection
 from benchmark.protocols import pair_frames
+from benchmark.stats import wilson as wilson_interval
 
 
 @given(
