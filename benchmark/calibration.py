@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from benchmark.errors import DmbenchError
+from benchmark.imageio import write_bytes_atomic
 from benchmark.settings import cache_root
 from benchmark.specs import SPEC_DIR
 
@@ -218,13 +219,6 @@ def _score_cache_path(detector: Any, store: AssetStore) -> Path:
     return cache_root() / "calibration" / f"{detector.name}-{digest[:16]}.json"
 
 
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(path)
-
-
 def collect_scores(
     dataset: Dataset,
     detector_name: str,
@@ -276,9 +270,11 @@ def collect_scores(
         scores[frame.rel] = cached[digest] = found
         new += 1
         if use_cache and new % 500 == 0:
-            _write_json_atomic(path, {"detector": detector_name, "scores": cached})
+            write_bytes_atomic(
+                path, json.dumps({"detector": detector_name, "scores": cached}).encode()
+            )
     if use_cache and new:
-        _write_json_atomic(path, {"detector": detector_name, "scores": cached})
+        write_bytes_atomic(path, json.dumps({"detector": detector_name, "scores": cached}).encode())
     return PhotoScores(detector_name, scores, excluded)
 
 

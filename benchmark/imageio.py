@@ -127,9 +127,14 @@ def load_image(path: Path | str, data: bytes | None = None) -> LoadedImage:
 
 def write_png_atomic(path: Path, image: np.ndarray | bytes) -> None:
     """Write an RGB image (or its PNG bytes) so that readers never see a partial file."""
-    data = image if isinstance(image, bytes) else encode_png(image)
+    write_bytes_atomic(path, image if isinstance(image, bytes) else encode_png(image))
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write a file so that readers never see a partial one (a temporary file, renamed)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".png")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.assets import AssetStore
+from benchmark.imageio import write_bytes_atomic
 from benchmark.pipeline.face_region import (
     FOREHEAD_HEIGHT,
     FOREHEAD_WIDTH,
@@ -314,10 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     result = run(AssetStore(), args.cuts, calibrate=not args.no_grid)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    tmp.replace(args.out)
+    write_bytes_atomic(args.out, (json.dumps(result, indent=1) + "\n").encode())
     for name, summary in result["cuts"].items():
         iou = summary.get("iou", {})
         print(f"{name}: n={summary['n_measured']} IoU {iou}", file=sys.stderr)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import math
 import platform
-import re
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -22,6 +21,7 @@ from benchmark.cache import Cache
 from benchmark.datasets import Dataset, fetch_dataset, resolve_dataset
 from benchmark.device import DevicePlan
 from benchmark.errors import DmbenchError
+from benchmark.imageio import write_bytes_atomic
 from benchmark.leakage import probe_mask_run
 from benchmark.metrics import paired_difference
 from benchmark.pipeline.mask import MaskStage, run_mask
@@ -33,6 +33,7 @@ from benchmark.pipeline.recognize import (
     image_id,
     load_images,
     score_scenario,
+    valid_uids,
 )
 from benchmark.protocols import MIN_SESSIONS, pair_frames
 from benchmark.report import contact_sheet
@@ -275,43 +276,23 @@ def _run_draw(
         )
         return [pair.identity for pair in pairs]
 
-    def embedded(name: str, source: str, variant: str) -> set[str]:
-        prefix = f"{source}|{variant}|"
-        return {
-            k[len(prefix) :]
-            for k, e in embeddings[name].items()
-            if k.startswith(prefix) and e.vector is not None
-        }
-
-    crops = {s.database for s in selections} | {s.query for s in selections}
-    with_face = set.intersection(crops, *(embedded(n, "prep", "face") for n in embeddings))
+    # The original's rule per recogniser (face and overlay embeddings of every mask source;
+    # an overlay exists only where its mask did), then for all recognisers together.
+    valid_frames = {name: valid_uids(vectors, sources) for name, vectors in embeddings.items()}
+    with_face = set.intersection(*(valid_uids(vectors, []) for vectors in embeddings.values()))
     masked = with_face.intersection(
         *({f.frame for f in mask_runs[s].frames if f.result.masked} for s in sources)
     )
-    usable = masked.intersection(*(embedded(n, s, "overlay") for n in embeddings for s in sources))
     after_prep = identities_with(None)
     after_face = identities_with(with_face)
     after_masks = identities_with(masked)
+    usable = set.intersection(*valid_frames.values())
     valid = set(identities_with(usable))
-    per_embedder = {
-        name: len(
-            identities_with(
-                embedded(name, "prep", "face").intersection(
-                    masked, *(embedded(name, s, "overlay") for s in sources)
-                )
-            )
-        )
-        for name in embeddings
-    }
-    frame_reasons: dict[str, int] = {}
-    kept_by_prep = set(after_prep)
-    for result in prep.results:
-        if result.frame.identity not in kept_by_prep and result.status != "kept":
-            reason = re.sub(r"\d+(\.\d+)?", "N", result.reason)
-            frame_reasons[reason] = frame_reasons.get(reason, 0) + 1
+    per_embedder = {name: len(identities_with(frames)) for name, frames in valid_frames.items()}
+    lost_at_prep = set(identities) - set(after_prep)
     lost = {
         "prep_fewer_than_2_sessions": len(identities) - len(after_prep),
-        "prep_frame_reasons_of_those": dict(sorted(frame_reasons.items(), key=lambda kv: -kv[1])),
+        "prep_frame_reasons_of_those": prep.drop_reasons(lost_at_prep),
         "no_face_embedding": len(after_prep) - len(after_face),
         "mask_failures": len(after_face) - len(after_masks),
         "valid_if_masks_failed_open": len(after_face),  # the original's masks failed open
@@ -320,7 +301,15 @@ def _run_draw(
     }
     ordered = [i for i in identities if i in valid]
     return _Draw(
-        len(identities), prep, selections, mask_runs, paths, embeddings, ordered, usable, lost
+        len(identities),
+        prep,
+        selections,
+        mask_runs,
+        paths,
+        embeddings,
+        ordered,
+        usable,
+        lost,
     )
 
 
@@ -526,10 +515,8 @@ def run_study(
         hits,
     )
     results.control_comparisons = control_comparisons(results, pairs)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / "results.json.tmp"
-    tmp.write_text(json.dumps(results.to_json(), indent=1, default=_json_default, allow_nan=False))
-    tmp.replace(out_dir / "results.json")
+    text = json.dumps(results.to_json(), indent=1, default=_json_default, allow_nan=False)
+    write_bytes_atomic(out_dir / "results.json", text.encode())
     return results
 
 

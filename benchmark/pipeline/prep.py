@@ -374,13 +374,14 @@ class PrepRun:
             counts[res.status] += 1
         return dict(counts)
 
-    def drop_reasons(self) -> dict[str, int]:
-        """Reasons in broad classes (numbers stripped) with their counts."""
+    def drop_reasons(self, identities: set[str] | None = None) -> dict[str, int]:
+        """Reasons in broad classes (numbers stripped) with their counts, over every frame or
+        over the frames of ``identities``."""
         import re
 
         counts: dict[str, int] = defaultdict(int)
         for res in self.results:
-            if res.status != "kept":
+            if res.status != "kept" and (identities is None or res.frame.identity in identities):
                 text = res.reason.split(": ", 1)[-1] if res.status == "error" else res.reason
                 counts[re.sub(r"\(.*\)", "(…)", text)] += 1
         return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
