@@ -13,21 +13,31 @@ have. The store resolves a file by looking, in order, at
 
 It never returns a path whose bytes do not match the manifest's sha256. When the
 manifest has no sha256 for a file, the first hash seen is recorded in the cache
-directory ("trust on first use") and every later use is verified against it.
+directory ("trust on first use") and every later use is verified against it; a file is
+trusted only after it passes the format check of its suffix (``check_format``), so junk
+or an HTML error page is never recorded as the model.
+
+Every process hashes a file again the first time it resolves it: a "verified" stamp kept
+in the cache would let anyone who can write the cache (or restore a tampered file's
+mtime) skip verification. Within one process a hash is memoised per (path, device,
+inode, size, mtime, ctime).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
+import importlib
 import importlib.util
 import json
 import os
 import shutil
 import tomllib
-from collections.abc import Iterable, Iterator
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
+from typing import Literal
 
 from benchmark.errors import AssetError
 from benchmark.settings import cache_root, manifest_dir, offline
@@ -47,6 +57,193 @@ def sha256_file(path: Path | str) -> str:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+# Hashes computed by this process only; never persisted (see the module docstring).
+_DIGESTS: dict[tuple[str, int, int, int, int, int], str] = {}
+
+
+def _digest(path: Path) -> str:
+    """sha256 of ``path``, hashed once per process while its inode and times are unchanged.
+
+    ctime is in the key because no user call can set it back: restoring mtime with
+    ``os.utime`` after tampering still changes ctime, so the memo cannot be fooled either.
+    """
+    stat = path.stat()
+    key = (
+        str(path.resolve()),
+        stat.st_dev,
+        stat.st_ino,
+        stat.st_size,
+        stat.st_mtime_ns,
+        stat.st_ctime_ns,
+    )
+    if key not in _DIGESTS:
+        _DIGESTS[key] = sha256_file(path)
+    return _DIGESTS[key]
+
+
+# -- format checks before trust on first use ----------------------------------------------
+# A file with no manifest sha256 is trusted on first use only when it is a file of the
+# format its suffix names: loaded by the library that will use it when that is installed,
+# else checked by its magic bytes. One table, suffix -> (format, check); a check raises
+# (any exception) when the file is not of that format.
+_HEAD_BYTES = 512
+_TAR_MAGIC_OFFSET = 257  # "ustar" in a tar header (torch's legacy checkpoint format)
+_TF_TABLE_MAGIC = (0xDB4775248B80FB57).to_bytes(8, "little")  # end of a TF .index table
+
+
+def _optional_module(name: str) -> ModuleType | None:
+    """The module when installed (and importable), else None: the check falls back to bytes."""
+    if importlib.util.find_spec(name.split(".")[0]) is None:
+        return None
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while pos < len(data) and shift < 64:
+        byte = data[pos]
+        value, pos, shift = value | (byte & 0x7F) << shift, pos + 1, shift + 7
+        if byte < 0x80:
+            return value, pos
+    raise ValueError(f"a truncated protobuf varint at byte {pos}")
+
+
+def _check_protobuf_wire(data: bytes) -> None:
+    """Raise unless ``data`` is a sequence of well-formed top-level protobuf fields.
+
+    The fallback when the library with the message's schema is not installed: it checks
+    the wire format only (tags, lengths that end exactly at the end of the file).
+    """
+    pos = 0
+    while pos < len(data):
+        start = pos
+        tag, pos = _varint(data, pos)
+        wire = tag & 7
+        if tag >> 3 == 0 or wire not in (0, 1, 2, 5):
+            raise ValueError(f"no protobuf field tag at byte {start}")
+        if wire == 0:
+            pos = _varint(data, pos)[1]
+        elif wire == 2:
+            length, pos = _varint(data, pos)
+            pos += length
+        else:
+            pos += 8 if wire == 1 else 4
+    if pos != len(data):
+        raise ValueError("a protobuf field runs past the end of the file")
+
+
+def _check_torch(path: Path, head: bytes) -> None:
+    zipped, pickled = head.startswith(b"PK\x03\x04"), head[:1] == b"\x80"
+    tarred = head[_TAR_MAGIC_OFFSET : _TAR_MAGIC_OFFSET + 5] == b"ustar"
+    if not (zipped or pickled or tarred):
+        raise ValueError("neither a zip, a pickle nor a tar file")
+    torch = _optional_module("torch")
+    if torch is None:
+        return
+    from benchmark.pipeline.pfld import CHECKPOINT_KEY
+
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    # The layouts the PFLD loader accepts: {'plfd_backbone': state_dict, ...} or a state dict.
+    state = obj.get(CHECKPOINT_KEY, obj) if isinstance(obj, Mapping) else None
+    if not (
+        isinstance(state, Mapping)
+        and state
+        and all(isinstance(v, torch.Tensor) for v in state.values())
+    ):
+        shown = sorted(map(str, obj))[:10] if isinstance(obj, Mapping) else type(obj).__name__
+        raise ValueError(f"no {CHECKPOINT_KEY!r} state dict and not a bare one (holds {shown})")
+
+
+def _check_dlib(path: Path, head: bytes) -> None:
+    dlib = _optional_module("dlib")
+    if dlib is not None:  # dlib's serialisation has no magic bytes to check without it
+        dlib.shape_predictor(str(path))
+
+
+def _check_tf_meta(path: Path, head: bytes) -> None:
+    prefix = path.name[: -len(path.suffix)]
+    if not path.with_name(f"{prefix}.index").is_file() or not any(
+        path.parent.glob(f"{prefix}.data-*")
+    ):
+        raise ValueError(f"{prefix}.index and {prefix}.data-* must lie beside it")
+    meta_graph = _optional_module("tensorflow.core.protobuf.meta_graph_pb2")
+    if meta_graph is None:
+        _check_protobuf_wire(path.read_bytes())
+        return
+    graph = meta_graph.MetaGraphDef()
+    graph.ParseFromString(path.read_bytes())
+    if not graph.graph_def.node:
+        raise ValueError("the meta graph has no graph nodes")
+
+
+def _check_tf_index(path: Path, head: bytes) -> None:
+    with open(path, "rb") as handle:
+        handle.seek(-len(_TF_TABLE_MAGIC), os.SEEK_END)
+        if handle.read() != _TF_TABLE_MAGIC:
+            raise ValueError("no TensorFlow table magic number at its end")
+
+
+def _check_onnx(path: Path, head: bytes) -> None:
+    onnx = _optional_module("onnx")
+    if onnx is not None:
+        model = onnx.load(str(path), load_external_data=False)
+        if not model.graph.node:
+            raise ValueError("the model's graph has no nodes")
+        return
+    onnxruntime = _optional_module("onnxruntime")
+    if onnxruntime is not None:
+        onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    elif head[:1] != b"\x08":  # field 1 (ir_version), a varint
+        raise ValueError("does not start with an ONNX ir_version")
+    else:
+        _check_protobuf_wire(path.read_bytes())
+
+
+_FORMAT_CHECKS: dict[str, tuple[str, Callable[[Path, bytes], None]]] = {
+    ".pth": ("torch checkpoint", _check_torch),
+    ".pt": ("torch checkpoint", _check_torch),
+    ".tar": ("torch checkpoint", _check_torch),  # FacePose_pytorch's checkpoint.pth.tar
+    ".dat": ("dlib model", _check_dlib),
+    ".meta": ("TensorFlow meta graph", _check_tf_meta),
+    ".index": ("TensorFlow checkpoint index", _check_tf_index),
+    ".onnx": ("ONNX model", _check_onnx),
+}
+_PLACEHOLDERS = {
+    b"version https://git-lfs": "a Git LFS pointer, not the file it points to",
+    b"<!doctype html": "an HTML page (a failed download?)",
+    b"<html": "an HTML page (a failed download?)",
+}
+
+
+def check_format(path: Path) -> str | None:
+    """Why ``path`` is not a file of the format its suffix names, or None when it is.
+
+    Every file must be non-empty and not an obvious placeholder; suffixes in the table
+    must also load (or, without their library, carry the format's magic bytes).
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(_HEAD_BYTES)
+    label, check = _FORMAT_CHECKS.get(path.suffix.lower(), ("model file", None))
+    article = "an" if label[0] in "aeiouAEIOU" else "a"
+    if not head:
+        return f"not {article} {label}: the file is empty"
+    for start, what in _PLACEHOLDERS.items():
+        if head.lstrip().lower().startswith(start):
+            return f"not {article} {label}: {what}"
+    if check is None:
+        return None
+    try:
+        check(path, head)
+    except ValueError as exc:  # our own checks (and some loaders) say what is wrong
+        return f"not {article} {label}: {exc}"
+    except Exception as exc:  # any other loader error (pickle, protobuf, dlib): not this format
+        return f"not {article} {label}: {type(exc).__name__}: {exc}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -100,6 +297,18 @@ class Asset:
         )
         lines.append(f"Licence: {self.license}.")
         return "\n".join(lines)
+
+    def obtain_hint(self) -> str:
+        """One line on how to get the asset, for listings (``how_to_obtain`` has the rest)."""
+        if self.access == "package":
+            return f"pip install '{self.package}=={self.package_version}'"
+        if self.access == "download":
+            return f"run `dmbench assets fetch {self.name}`"
+        return (
+            f"needs registration ({self.homepage or 'see the manifest'}): "
+            f"`dmbench assets fetch {self.name}` prints the steps, then "
+            f"`dmbench assets import {self.name} PATH`"
+        )
 
 
 def _load_files_list(path: Path, url_template: str) -> tuple[AssetFile, ...]:
@@ -168,20 +377,34 @@ def local_asset_dirs() -> list[Path]:
     return [Path(p).expanduser() for p in raw.split(os.pathsep) if p.strip()]
 
 
+VerifyStatus = Literal["OK", "FAIL", "MISSING"]
+
+
 @dataclass
 class VerifyReport:
+    """Outcome of ``AssetStore.verify``.
+
+    ``FAIL``: a present file does not verify, or an installed package lacks a file.
+    ``MISSING``: no local copy at all (package not installed, file never fetched or
+    imported): absence alone, which the caller may or may not count as a failure.
+    """
+
     name: str
-    ok: bool
+    status: VerifyStatus
     where: str
     problems: list[str] = field(default_factory=list)
     trusted_on_first_use: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "OK"
 
 
 class AssetStore:
     """Resolve manifest assets to verified local paths.
 
-    Verified hashes are remembered per (path, size, mtime) so a 300 MB model is
-    hashed once per change, not once per process.
+    Files are hashed again by every new process (see the module docstring); a
+    ``verified_stamps.json`` left in the cache by older versions is ignored.
     """
 
     def __init__(
@@ -196,8 +419,6 @@ class AssetStore:
         self.search_dirs = list(search_dirs) if search_dirs is not None else local_asset_dirs()
         self.allow_download = (not offline()) if allow_download is None else allow_download
         self._tofu_path = self.cache_dir / "trusted_on_first_use.json"
-        self._stamp_path = self.cache_dir / "verified_stamps.json"
-        self._stamps: dict[str, str] | None = None
 
     # -- lookup -----------------------------------------------------------------
     def __getitem__(self, name: str) -> Asset:
@@ -247,19 +468,6 @@ class AssetStore:
         tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
         os.replace(tmp, path)
 
-    def _hash_with_stamp(self, path: Path) -> str:
-        if self._stamps is None:
-            self._stamps = self._load_json(self._stamp_path)
-        stat = path.stat()
-        stamp = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-        if stamp in self._stamps:
-            return self._stamps[stamp]
-        digest = sha256_file(path)
-        self._stamps[stamp] = digest
-        with contextlib.suppress(OSError):  # a read-only cache only costs re-hashing later
-            self._save_json(self._stamp_path, self._stamps)
-        return digest
-
     def expected_sha256(self, asset: Asset, entry: AssetFile) -> tuple[str | None, bool]:
         """The hash a file must have and whether it came from trust-on-first-use."""
         if entry.sha256:
@@ -273,22 +481,28 @@ class AssetStore:
             return "missing"
         if entry.size is not None and path.stat().st_size != entry.size:
             return f"size {path.stat().st_size} != manifest {entry.size}"
-        digest = self._hash_with_stamp(path)
         expected, _ = self.expected_sha256(asset, entry)
         if expected is None:
-            tofu = self._load_json(self._tofu_path)
-            tofu[f"{asset.name}/{entry.path}"] = digest
-            self._save_json(self._tofu_path, tofu)
-            import warnings
-
-            warnings.warn(
-                f"asset {asset.name}: {entry.path} has no sha256 in the manifest; recorded "
-                f"{digest[:12]}… on first use ({self._tofu_path}) and will verify against it",
-                stacklevel=3,
-            )
-            return None
+            return self._trust_on_first_use(asset, entry, path)
+        digest = _digest(path)
         if digest != expected:
-            return f"sha256 {digest[:12]}… != expected {expected[:12]}…"
+            return f"sha256 mismatch: expected {expected}, actual {digest}"
+        return None
+
+    def _trust_on_first_use(self, asset: Asset, entry: AssetFile, path: Path) -> str | None:
+        """Record ``path``'s hash as the one to verify against, if it is the right format."""
+        reason = check_format(path)
+        if reason is not None:
+            return f"{reason} (not trusted on first use)"
+        digest = _digest(path)
+        tofu = self._load_json(self._tofu_path)
+        tofu[f"{asset.name}/{entry.path}"] = digest
+        self._save_json(self._tofu_path, tofu)
+        warnings.warn(
+            f"asset {asset.name}: {entry.path} has no sha256 in the manifest; recorded "
+            f"{digest[:12]}… on first use ({self._tofu_path}) and will verify against it",
+            stacklevel=4,
+        )
         return None
 
     # -- resolution -------------------------------------------------------------
@@ -322,7 +536,8 @@ class AssetStore:
         first, entry = paths[0], asset.files[0]
         return Path(str(first)[: -len(entry.path)]).resolve()
 
-    def _resolve_entry(self, asset: Asset, entry: AssetFile) -> Path:
+    def _locate(self, asset: Asset, entry: AssetFile) -> tuple[Path | None, list[str]]:
+        """The first local copy that verifies, else None; and why each earlier copy failed."""
         problems = []
         for folder in self.candidate_dirs(asset):
             candidate = folder / entry.path
@@ -330,12 +545,33 @@ class AssetStore:
                 continue
             reason = self.check_file(asset, entry, candidate)
             if reason is None:
-                return candidate
+                return candidate, problems
             problems.append(f"{candidate}: {reason}")
+        return None, problems
+
+    def _resolve_entry(self, asset: Asset, entry: AssetFile) -> Path:
+        path, problems = self._locate(asset, entry)
+        if path is not None:
+            return path
+        local = "local copy failed verification: " + "; ".join(problems)
         if self.allow_download and asset.access == "download" and entry.urls:
-            return self._download(asset, entry)
+            try:
+                fetched = self._download(asset, entry)
+            except AssetError as exc:
+                if not problems:
+                    raise
+                # The local failure first: the download errors alone would hide it.
+                raise AssetError(
+                    f"asset '{asset.name}' file '{entry.path}': {local}\nthen {exc}"
+                ) from None
+            if problems:
+                warnings.warn(
+                    f"asset {asset.name}: the {local}; it was not used (downloaded {fetched})",
+                    stacklevel=3,
+                )
+            return fetched
         detail = (
-            "; ".join(problems)
+            local
             if problems
             else "not found in " + ", ".join(str(d) for d in self.candidate_dirs(asset))
         )
@@ -402,38 +638,41 @@ class AssetStore:
             self.allow_download = saved
 
     def verify(self, name: str) -> VerifyReport:
-        """Check every file of an asset that is present locally; never downloads."""
+        """Check every file of an asset that is present locally; never downloads.
+
+        Each problem names the file: a mismatch gives its path and both full sha256s, a
+        missing file the folders it was looked for in.
+        """
         asset = self[name]
-        report = VerifyReport(name=name, ok=True, where="")
+        report = VerifyReport(name=name, status="OK", where="")
         if asset.access == "package" and self._package_dir(asset) is None:
-            report.ok = False
-            report.problems.append(
-                f"package not installed: pip install '{asset.package}=={asset.package_version}'"
-            )
+            report.status = "MISSING"
+            report.problems.append(f"Python package {asset.package} is not installed")
             return report
         places, missing = set(), []
         for entry in asset.files:
-            try:
-                path = self._resolve_local(asset, entry)
-            except AssetError as exc:
-                report.ok = False
-                if "not found in" in str(exc).splitlines()[0]:
+            path, problems = self._locate(asset, entry)
+            if path is None:
+                report.problems += problems
+                if not problems:
                     missing.append(entry.path)
-                else:
-                    report.problems.append(str(exc).splitlines()[0])
                 continue
             places.add(str(path.parent))
-            _, tofu = self.expected_sha256(asset, entry)
-            if tofu or not entry.sha256:
+            if not entry.sha256:
                 report.trusted_on_first_use.append(entry.path)
+        # Present but bad, or an installed package that lacks a file: broken, not absent.
+        if report.problems or (missing and asset.access == "package"):
+            report.status = "FAIL"
+        elif missing:
+            report.status = "MISSING"
         if missing:
             shown = ", ".join(missing[:3]) + (
                 f" and {len(missing) - 3} more" if len(missing) > 3 else ""
             )
+            looked = ", ".join(str(d) for d in self.candidate_dirs(asset))
             report.problems.insert(
                 0,
-                f"missing {len(missing)} of {len(asset.files)} files ({shown}); "
-                f"see `dmbench assets fetch {name}`",
+                f"missing {len(missing)} of {len(asset.files)} files ({shown}); looked in {looked}",
             )
         report.where = ", ".join(sorted(places)) if len(places) <= 2 else f"{len(places)} folders"
         return report
@@ -487,9 +726,25 @@ class AssetStore:
         return target_dir
 
     def sha256_of(self, name: str) -> dict[str, str]:
-        """Hashes of an asset's files as used (manifest or trusted-on-first-use)."""
+        """sha256 of the bytes of each file as verified here, for run records.
+
+        Not the manifest's value: a record must never show a genuine hash for other bytes.
+        A hash trusted on first use (no manifest sha256) reads ``tofu:<hex>``, so two users
+        comparing records see that it was pinned by nobody; a file with no local copy (so
+        unused) reads ``""``. A present copy that fails verification raises ``AssetError``.
+        """
         asset = self[name]
-        return {e.path: self.expected_sha256(asset, e)[0] or "" for e in asset.files}
+        digests = {}
+        for entry in asset.files:
+            path, problems = self._locate(asset, entry)
+            if path is None and problems:
+                raise AssetError(
+                    f"asset '{name}' file '{entry.path}' failed verification: "
+                    + "; ".join(problems)
+                )
+            digest = _digest(path) if path is not None else ""
+            digests[entry.path] = f"tofu:{digest}" if digest and not entry.sha256 else digest
+        return digests
 
 
 def _progress_enabled() -> bool:

@@ -3,10 +3,14 @@
 A key is the sha256 of everything that determines an output: the input's sha256,
 the stage, the backend, its parameters, the sha256 of every asset it used, and the
 package version. An entry is a folder holding the output files and ``meta.json``
-(the record plus each file's sha256). It is built in a temporary folder and moved
-into place with one rename, so readers see either nothing or a whole entry. An
-entry whose meta is missing or unreadable, or whose files do not match their
-hashes, is a miss (and is removed), never a crash.
+(the record, each file's sha256, and a digest of both). It is built in a temporary
+folder and moved into place with one rename, so readers see either nothing or a whole
+entry. An entry whose meta is missing, unreadable or fails its own digest, or whose
+files do not match their hashes, is a miss (and is removed), never a crash: one flipped
+byte in a record (``kept`` → ``kepu``) must not change a result.
+
+A cache that cannot be written (read-only, full disk) degrades to reading what it has,
+with one warning per run; a cache write never fails a run.
 """
 
 from __future__ import annotations
@@ -17,15 +21,31 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from benchmark import __version__
+from benchmark.errors import DmbenchError
 from benchmark.settings import cache_root
 
 _META = "meta.json"
+# Every stage that caches; `cache clear --stage` accepts only these names.
+STAGES = ("prep", "mask", "recognize")
+
+
+class CacheWarning(UserWarning):
+    """The cache could not be written; the run goes on without caching new work."""
+
+
+def record_digest(record: Mapping[str, Any], files: Mapping[str, str]) -> str:
+    """sha256 of an entry's record and file hashes, as canonical JSON."""
+    text = json.dumps(
+        {"record": record, "files": files}, sort_keys=True, separators=(",", ":"), default=str
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def cache_key(
@@ -73,6 +93,7 @@ class Cache:
         self.enabled = enabled
         self.hits = 0
         self.misses = 0
+        self.write_failures = 0  # puts that the disk refused (read-only, full, ...)
 
     def _dir(self, stage: str, key: str) -> Path:
         return self.root / stage / key[:2] / key
@@ -83,6 +104,9 @@ class Cache:
         folder = self._dir(stage, key)
         try:
             meta = json.loads((folder / _META).read_text())
+            # JSON-valid damage to the record itself: its own digest catches it.
+            if meta["digest"] != record_digest(meta["record"], meta["files"]):
+                raise ValueError("meta.json does not match its digest")
             files = {}
             for name, digest in meta["files"].items():
                 data = (folder / name).read_bytes()
@@ -110,28 +134,52 @@ class Cache:
         if not self.enabled:
             return
         files = dict(files or {})
+        for name in files:
+            if "/" in name or name == _META:
+                raise ValueError(f"bad cache file name {name!r}")
         final = self._dir(stage, key)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
+        tmp: Path | None = None
         try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
             digests = {}
             for name, data in files.items():
-                if "/" in name or name == _META:
-                    raise ValueError(f"bad cache file name {name!r}")
                 (tmp / name).write_bytes(data)
                 digests[name] = hashlib.sha256(data).hexdigest()
-            meta = {"record": dict(record), "files": digests, "created": time.time()}
-            (tmp / _META).write_text(json.dumps(meta, sort_keys=True, default=str))
+            # A round trip through JSON first, so the digest covers what a reader will see.
+            saved = json.loads(json.dumps(dict(record), sort_keys=True, default=str))
+            meta = {
+                "record": saved,
+                "files": digests,
+                "digest": record_digest(saved, digests),
+                "created": time.time(),
+            }
+            (tmp / _META).write_text(json.dumps(meta, sort_keys=True))
             if final.exists():
                 shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
-        except OSError:
-            # Another process won the race (the same key means the same content),
-            # or the disk refused: a cache write failing must not fail the run.
-            shutil.rmtree(tmp, ignore_errors=True)
+        except OSError as exc:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+            if final.is_dir() and (final / _META).exists():
+                return  # another process won the race: the same key means the same content
+            self._write_failed(exc)
         except BaseException:  # Ctrl-C mid-write: leave no half-made folder behind
-            shutil.rmtree(tmp, ignore_errors=True)
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
             raise
+
+    def _write_failed(self, exc: OSError) -> None:
+        """A cache write failing must not fail the run; say so once, then go on."""
+        self.write_failures += 1
+        if self.write_failures == 1:
+            reason = exc.strerror or type(exc).__name__
+            warnings.warn(
+                f"cache {self.root} cannot be written ({reason}); this run goes on without "
+                "caching new results (entries already there are still read)",
+                CacheWarning,
+                stacklevel=3,
+            )
 
     def stats(self) -> CacheStats:
         entries, size, by_stage = 0, 0, {}
@@ -148,10 +196,18 @@ class Cache:
         return CacheStats(root=self.root, entries=entries, bytes=size, by_stage=by_stage)
 
     def clear(self, stage: str | None = None) -> int:
-        """Remove all entries (or one stage's); returns how many were removed."""
-        target = self.root / stage if stage else self.root
+        """Remove all entries (or one stage's); returns how many were removed.
+
+        Only the cache's own stage folders are ever deleted: ``stage`` must be one of
+        ``STAGES``, so no name (``../x``, ``/abs``) can reach outside the cache root.
+        """
+        if stage is not None and stage not in STAGES:
+            raise DmbenchError(f"unknown cache stage {stage!r}; choose one of: {', '.join(STAGES)}")
+        targets = [self.root / name for name in ((stage,) if stage else STAGES)]
         removed = 0
-        if target.exists():
-            removed = sum(1 for m in target.rglob(_META) if not m.parent.name.startswith(".tmp-"))
+        for target in targets:
+            if target.is_symlink() or not target.is_dir():
+                continue  # never follow a link out of the cache
+            removed += sum(1 for m in target.rglob(_META) if not m.parent.name.startswith(".tmp-"))
             shutil.rmtree(target)
         return removed

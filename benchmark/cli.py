@@ -8,12 +8,24 @@ import sys
 from pathlib import Path
 
 from benchmark import __version__
+from benchmark.cache import STAGES
 from benchmark.device import DevicePlan
 from benchmark.errors import DmbenchError
 
 
 def cmd_assets(args: argparse.Namespace) -> int:
     from benchmark.assets import AssetStore
+    from benchmark.errors import AssetError
+
+    usage = {
+        "fetch": "dmbench assets fetch NAME",
+        "import": "dmbench assets import NAME PATH",
+        "convert": "dmbench assets convert ringnet [OUT_DIR]",
+    }.get(args.action)
+    needs_path = args.action == "import"
+    if usage and (not args.name or (needs_path and not args.path)):
+        lacking = "NAME" if not args.name else "PATH"
+        raise AssetError(f"`assets {args.action}` needs {lacking}; usage: {usage}")
 
     store = AssetStore()
     if args.action == "list":
@@ -31,19 +43,31 @@ def cmd_assets(args: argparse.Namespace) -> int:
             )
         return 0
     if args.action == "verify":
+        # Exit 1 on any FAIL. Without a NAME an asset that is simply not installed (often a
+        # registration-only one) prints as MISSING with how to get it and does not fail the
+        # command; an asset asked for by NAME must be there.
         names = [args.name] if args.name else [a.name for a in store if a.kind != "dataset"]
-        bad = 0
+        failed = 0
         for name in names:
             report = store.verify(name)
-            flag = "OK  " if report.ok else "FAIL"
+            status = "FAIL" if report.status == "MISSING" and args.name else report.status
             extra = (
                 f" (trusted on first use: {', '.join(report.trusted_on_first_use)})"
                 if report.trusted_on_first_use
                 else ""
             )
-            print(f"{flag} {name}: {report.where or '; '.join(report.problems)}{extra}")
-            bad += not report.ok
-        return 1 if bad and args.name else 0
+            summary = {
+                "OK": report.where,
+                "FAIL": "does not verify",
+                "MISSING": "not found locally",
+            }[report.status]
+            print(f"{status:4} {name}: {summary}{extra}")
+            for problem in report.problems:
+                print(f"     {problem}")
+            if report.status == "MISSING":
+                print(f"     to obtain: {store[name].obtain_hint()}")
+            failed += status == "FAIL"
+        return 1 if failed else 0
     if args.action == "fetch":
         path = store.fetch(args.name)
         print(f"{args.name}: {path}")
@@ -104,8 +128,15 @@ def cmd_cache(args: argparse.Namespace) -> int:
         print(f"cache: {stats.root}\nentries: {stats.entries} ({stats.bytes / 1e6:.1f} MB)")
         for stage, count in stats.by_stage.items():
             print(f"  {stage}: {count}")
-    else:
-        print(f"removed {cache.clear(args.stage)} entries from {cache.root}")
+        return 0
+    if args.stage is None and not args.yes:
+        what = f"every cached intermediate in {cache.root}"
+        if not sys.stdin.isatty():
+            raise DmbenchError(f"`cache clear` would delete {what}; add --yes to confirm")
+        if input(f"Delete {what}? [y/N] ").strip().lower() not in {"y", "yes"}:
+            print("nothing removed")
+            return 1
+    print(f"removed {cache.clear(args.stage)} entries from {cache.root}")
     return 0
 
 
@@ -151,13 +182,17 @@ def _prep(args: argparse.Namespace, dataset_spec: str, out: Path):
 
 
 def cmd_prep(args: argparse.Namespace) -> int:
-    _prep(args, args.dataset, Path(args.out))
+    from benchmark.imageio import ensure_folder
+
+    _prep(args, args.dataset, ensure_folder(Path(args.out), "--out folder"))
     return 0
 
 
 def _mask(args: argparse.Namespace, run_dir: Path) -> None:
     from benchmark.assets import AssetStore
     from benchmark.cache import Cache
+    from benchmark.datasets import single_frame_layout
+    from benchmark.imageio import write_bytes_atomic
     from benchmark.leakage import probe_mask_run
     from benchmark.pipeline.mask import MaskStage, run_mask
     from benchmark.pipeline.prep import read_layout, read_selection
@@ -184,12 +219,13 @@ def _mask(args: argparse.Namespace, run_dir: Path) -> None:
     if counts.get("masked"):
         sheet = contact_sheet(run_dir, run, run.out_dir / "contact_sheet.png")
         print(f"contact sheet: {sheet}")
-        protocol = "cross-session" if read_layout(run_dir) == "lfw" else "same-session"
+        protocol = "cross-session" if single_frame_layout(read_layout(run_dir)) else "same-session"
         summary = probe_mask_run(run, read_selection(run_dir), protocol, args.seed)
         if summary is not None:
             print(f"geometry-only re-identification ({protocol}): {summary.describe()}")
-            (run.out_dir / "leakage_probe.json").write_text(
-                json.dumps({"protocol": protocol, **summary.__dict__}, indent=2)
+            write_bytes_atomic(
+                run.out_dir / "leakage_probe.json",
+                json.dumps({"protocol": protocol, **summary.__dict__}, indent=2).encode(),
             )
 
 
@@ -201,6 +237,7 @@ def cmd_mask(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     """The main job: the whole study on a profile, its report, and its claims."""
     from benchmark.assets import AssetStore
+    from benchmark.imageio import ensure_folder
     from benchmark.report import OUTCOME_WORDS, claim_judgements, write_report
     from benchmark.specs import load_profiles
     from benchmark.study import StudyOptions, load_results, missing_assets, run_study
@@ -215,7 +252,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             f"profile '{profile.name}' needs assets that are not available: "
             f"{', '.join(missing)}\n\n" + "\n\n".join(store[m].how_to_obtain() for m in missing)
         )
-    out = Path(args.out or f"results/{profile.name}")
+    out = ensure_folder(Path(args.out or f"results/{profile.name}"), "--out folder")
     print(f"dmbench {__version__} reproduce: profile '{profile.name}' → {out}")
     options = StudyOptions(
         data=args.data,
@@ -288,8 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
         "assets", help="list, verify, fetch, import or convert models and meshes"
     )
     assets.add_argument("action", choices=["list", "verify", "fetch", "import", "convert"])
-    assets.add_argument("name", nargs="?")
-    assets.add_argument("path", nargs="?")
+    assets.add_argument("name", nargs="?", help="asset name (needed by fetch, import, convert)")
+    assets.add_argument(
+        "path", nargs="?", help="import: the file or folder to import; convert: output folder"
+    )
     assets.set_defaults(func=cmd_assets)
 
     data = sub.add_parser("data", help="fetch or describe a dataset")
@@ -306,7 +345,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     cache = sub.add_parser("cache", help="inspect or clear the cache of intermediates")
     cache.add_argument("action", choices=["info", "clear"])
-    cache.add_argument("--stage", default=None)
+    cache.add_argument(
+        "--stage", default=None, choices=STAGES, help="clear only this stage's entries"
+    )
+    cache.add_argument(
+        "--yes", action="store_true", help="clear everything without asking (scripts, CI)"
+    )
     cache.set_defaults(func=cmd_cache)
 
     def add_prep_options(p: argparse.ArgumentParser) -> None:
@@ -417,7 +461,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings meant for users (cache, assets) as one line, not a source excerpt."""
+    return f"dmbench: warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    warnings.formatwarning = _one_line_warning
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -1,16 +1,27 @@
 """Face datasets as identity → session → frame, in an order that never depends on the disk.
 
-Two layouts are read:
+Four layouts are read, the strict ones first:
 
 * YouTube Faces DB: ``frame_images_DB/<Name>/<video>/<video>.<frame>.jpg`` — a session is
   a video, frames are numbered.
 * LFW: ``images/<Name>/<Name>_NNNN.jpg`` (or the identity folders directly under the
   root) — every photo is its own session of one frame.
+* ``photos``: ``<identity>/<image>`` with any image file names (one's own photos) — as in
+  LFW, every image is its own session of one frame.
+* ``videos``: ``<identity>/<video>/<frame image>`` with any image file names — as in
+  YouTube Faces, a session is a video; its frames are numbered 0, 1, … in natural order of
+  their file names.
+
+The generic two only read a folder that looks like neither YouTube Faces nor LFW, so a
+misnamed photo in a real LFW copy is still reported rather than taken.
 
 Everything is sorted by (identity, session number, frame number) with numbers compared
 as numbers, so ``os.listdir`` order (the original's defect) cannot change a draw.
 Entries that do not fit the layout are not silently dropped: they are listed in
-``Dataset.problems`` with the reason, and the run records them.
+``Dataset.problems`` with the reason, and the run records them. So are folders that
+cannot be read and names with control or line-separator characters (they would break the
+run's CSV tables); only an unreadable dataset folder, or one without a single usable
+image, is an error.
 
 YouTube Faces also ships ``frame_images_DB/<Name>.labeled_faces.txt`` beside the identity
 folders: one line per frame with the face box of its own detector. Those boxes are kept in
@@ -20,13 +31,15 @@ disk, is a problem. Frames without a line are normal and only counted.
 
 from __future__ import annotations
 
+import errno
 import functools
 import math
 import os
 import re
+import unicodedata
 import zlib
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -40,6 +53,18 @@ _LFW_NAME = re.compile(r"^(?P<name>.+)_(?P<num>\d{4})\.[A-Za-z]+$")
 _YTF_NAME = re.compile(r"^(?P<video>\d+)\.(?P<frame>\d+)\.[A-Za-z]+$")
 YTF_LABEL_SUFFIX = ".labeled_faces.txt"
 _YTF_LABEL_FIELDS = 8  # path, 0, x_center, y_center, width, height, 0, 1
+_SAMPLE_IDENTITIES = 20  # layout detection looks into this many identity folders…
+_SAMPLE_VIDEOS = 3  # …and this many video folders of each
+
+# Layouts in which every photo is its own session of one frame: a session's one kept
+# frame stands for both sides, and recognition pairs different sessions.
+SINGLE_FRAME_LAYOUTS = frozenset({"lfw", "photos"})
+
+
+def single_frame_layout(layout: str) -> bool:
+    """Whether every photo of ``layout`` is its own session (see SINGLE_FRAME_LAYOUTS); takes
+    the layout string a run records, so consumers of a finished run need no Dataset."""
+    return layout in SINGLE_FRAME_LAYOUTS
 
 
 def keyed_rng(seed: int, *names: str) -> np.random.Generator:
@@ -84,11 +109,16 @@ class FaceBox(NamedTuple):
 class Dataset:
     name: str
     root: Path
-    layout: str  # "youtube-faces" | "lfw"
+    layout: str  # "youtube-faces" | "lfw" | "photos" | "videos"
     frames: list[Frame]
     problems: list[tuple[str, str]] = field(default_factory=list)
     expected_sha256: dict[str, str] = field(default_factory=dict)
     labels: dict[str, FaceBox] = field(default_factory=dict)  # by Frame.rel
+
+    @property
+    def single_frame_sessions(self) -> bool:
+        """Every photo is its own session (LFW, one's own photos): see single_frame_layout."""
+        return single_frame_layout(self.layout)
 
     def face_box(self, frame: Frame) -> FaceBox | None:
         """The dataset's own face box for ``frame`` (None when it has no label line)."""
@@ -154,31 +184,99 @@ class Dataset:
         )
 
 
-def _is_image(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+def _has_image_suffix(file_name: str) -> bool:
+    return file_name[file_name.rfind(".") :].lower() in IMAGE_SUFFIXES
 
 
-def _subdirs(path: Path) -> list[Path]:
-    """Visible sub-folders in natural order; the name breaks ties ('a1' vs 'a01')."""
-    return sorted(
-        (p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")),
-        key=lambda p: (natural_key(p.name), p.name),
-    )
+def _breaks_lines(char: str) -> bool:
+    """A control, format, private-use, unassigned or line/paragraph-separator character."""
+    category = unicodedata.category(char)
+    return category[0] == "C" or category in ("Zl", "Zp")
 
 
-def _looks_like_ytf(base: Path) -> bool:
-    for identity in _subdirs(base)[:20]:
-        for video in _subdirs(identity)[:3]:
-            if any(_YTF_NAME.match(p.name) for p in video.iterdir() if _is_image(p)):
-                return True
-    return False
+def _name_fault(name: str) -> str | None:
+    """Why a file or folder name cannot be used, or None.
+
+    A frame's identity, session and path are written to the run's CSV tables, where a
+    ``\\r``, ``\\n`` or U+2028 splits a row for many readers; so such a name is a problem,
+    not a frame. ``str.isprintable`` is the fast path (621k frame names in YouTube Faces).
+    """
+    if name.isprintable():
+        return None
+    bad = next((char for char in name if _breaks_lines(char)), None)
+    if bad is None:
+        return None  # only spaces such as U+00A0: harmless
+    return f"name contains a control or line-separator character (U+{ord(bad):04X}); rename it"
 
 
-def _looks_like_lfw(base: Path) -> bool:
-    for identity in _subdirs(base)[:20]:
-        if any(_LFW_NAME.match(p.name) for p in identity.iterdir() if _is_image(p)):
-            return True
-    return False
+def _shown(text: str) -> str:
+    """``text`` with those characters escaped (``\\r``, ``\\u2028``), so a problem stays one
+    line of one CSV row."""
+    if text.isprintable():
+        return text
+    return "".join(ascii(char)[1:-1] if _breaks_lines(char) else char for char in text)
+
+
+def _not_a_file(entry: os.DirEntry) -> str | None:
+    """What ``entry`` is when it is not a regular file (or a link to one), else None.
+
+    One description for every layout, so a folder or a link loop named like a photo is
+    reported as what it is, not as a misnamed photo.
+    """
+    try:
+        if entry.is_file():
+            return None
+        if entry.is_dir():
+            return "a folder"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a symbolic link loop"
+        return f"unreadable ({exc.strerror or exc})"
+    if entry.is_symlink():
+        return "a broken symbolic link"
+    return "a special file (device, pipe or socket)"
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    return _not_a_file(entry) == "a folder"
+
+
+def _scan(folder: str | Path) -> list[os.DirEntry]:
+    """Visible entries (no dot names) in the order the disk gives; raises OSError."""
+    with os.scandir(folder) as listing:
+        return [entry for entry in listing if not entry.name.startswith(".")]
+
+
+def _scan_quietly(folder: str | Path) -> list[os.DirEntry]:
+    """``_scan`` for layout detection: an unreadable folder is skipped there (the reader
+    reports it)."""
+    try:
+        return _scan(folder)
+    except OSError:
+        return []
+
+
+def _by_name(entries: Iterable[os.DirEntry]) -> list[os.DirEntry]:
+    """Natural order; the name breaks ties ('a1' vs 'a01')."""
+    return sorted(entries, key=lambda e: (natural_key(e.name), e.name))
+
+
+def _unreadable(folder: Path, exc: OSError) -> DatasetLayoutError:
+    return DatasetLayoutError(f"{folder}: unreadable dataset folder ({exc.strerror or exc})")
+
+
+def _base_entries(base: Path) -> list[os.DirEntry]:
+    """Everything directly under a layout's base folder. The base is the dataset itself,
+    so an unreadable one is one clear error, not a problem."""
+    try:
+        return _scan(base)
+    except OSError as exc:
+        raise _unreadable(base, exc) from None
+
+
+def _identities(base: Path) -> list[os.DirEntry]:
+    """The identity folders under ``base`` (files beside them are not read)."""
+    return _by_name(entry for entry in _base_entries(base) if _is_dir(entry))
 
 
 @dataclass
@@ -189,6 +287,10 @@ class _Read:
     problems: list[tuple[str, str]] = field(default_factory=list)
     labels: dict[str, FaceBox] = field(default_factory=dict)
 
+    def problem(self, where: str, reason: str) -> None:
+        """Record a layout problem; names in it are escaped (see ``_shown``)."""
+        self.problems.append((_shown(where), _shown(reason)))
+
 
 def _rel_prefix(root: Path, base: Path) -> str:
     """``base`` relative to ``root`` with a trailing '/' ('' when they are the same)."""
@@ -196,97 +298,252 @@ def _rel_prefix(root: Path, base: Path) -> str:
     return "" if rel == "." else rel + "/"
 
 
-def _read_ytf(root: Path, base: Path) -> _Read:
-    """Walk ``<Name>/<video>/<video>.<frame>.jpg``, then read each name's label file.
+def _entries(folder: str, where: str, prefix: str, out: _Read) -> list[os.DirEntry]:
+    """The entries of a folder inside the dataset (``where``: its path from the base,
+    ending in '/'); an unreadable one is a problem and reads as empty."""
+    try:
+        return _scan(folder)
+    except OSError as exc:
+        out.problem(where, f"{prefix}{where}: unreadable folder ({exc.strerror or exc})")
+        return []
+
+
+def _bad_name(entry: os.DirEntry, where: str, prefix: str, out: _Read) -> bool:
+    """Record a problem and say True when ``entry``'s name cannot be used (``_name_fault``)."""
+    fault = _name_fault(entry.name)
+    if fault is None:
+        return False
+    path = f"{where}{entry.name}" + ("/" if _is_dir(entry) else "")
+    out.problem(path, f"{prefix}{path}: {fault}")
+    return True
+
+
+# -- what each layout calls a photo or a frame -----------------------------------------
+def _lfw_session(identity: str, file_name: str) -> str | None:
+    """``<Name>_NNNN.jpg`` of its own identity folder → session 'NNNN'."""
+    match = _LFW_NAME.match(file_name)
+    if match is None or match["name"] != identity or not _has_image_suffix(file_name):
+        return None
+    return f"{int(match['num']):04d}"
+
+
+def _photo_session(identity: str, file_name: str) -> str | None:
+    """Any image file is a session of its own, named by its file name (unique in the
+    folder, unlike the stem: 'a.jpg' and 'a.png')."""
+    return file_name if _has_image_suffix(file_name) else None
+
+
+def _ytf_frame(video: str, file_name: str) -> int | None:
+    """``<video>.<frame>.jpg`` of its own video folder → the frame number (``5.3.jpg``
+    inside folder 1: whose frame is it? none)."""
+    match = _YTF_NAME.match(file_name)
+    if match is None or match["video"] != video or not _has_image_suffix(file_name):
+        return None
+    return int(match["frame"])
+
+
+def _video_frame(video: str, file_name: str) -> tuple | None:
+    """Any image file is a frame; frames are numbered by position in this order."""
+    return (natural_key(file_name), file_name) if _has_image_suffix(file_name) else None
+
+
+_IMAGE_KINDS = ", ".join(sorted(IMAGE_SUFFIXES))
+_NOT_AN_IMAGE = f"not an image file ({_IMAGE_KINDS})"
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """A layout: where it may sit and what it calls a photo (or a video's frame)."""
+
+    name: str
+    bases: tuple[str, ...]  # folders under the root it may sit in ('' is the root)
+    videos: bool  # <identity>/<video>/<frame> (else <identity>/<photo>)
+    accept: Callable[[str, str], object]  # (folder, file name) → session / sort key or None
+    expected: str  # why a file it does not accept is no photo or frame ('{folder}')
+    numbered: bool = False  # videos: ``accept`` gives the frame number (else: position)
+    labels: bool = False  # YouTube Faces <Name>.labeled_faces.txt beside the identities
+
+
+_GENERIC_BASES = ("frame_images_DB", "images", "images_deepfunneled", "")
+_STRICT_LAYOUTS = (
+    _Layout(
+        "youtube-faces",
+        ("frame_images_DB", ""),
+        videos=True,
+        accept=_ytf_frame,
+        expected="not a frame named {folder}.<frame>.jpg of this video",
+        numbered=True,
+        labels=True,
+    ),
+    _Layout(
+        "lfw",
+        ("images", "images_deepfunneled", ""),
+        videos=False,
+        accept=_lfw_session,
+        expected="not a photo named <Name>_NNNN.jpg in its identity folder",
+    ),
+)
+_GENERIC_LAYOUTS = (
+    _Layout("photos", _GENERIC_BASES, videos=False, accept=_photo_session, expected=_NOT_AN_IMAGE),
+    _Layout("videos", _GENERIC_BASES, videos=True, accept=_video_frame, expected=_NOT_AN_IMAGE),
+)
+
+
+def _candidates(root: Path) -> Iterator[tuple[_Layout, Path]]:
+    """(layout, base) in the order they are tried: YouTube Faces and LFW names first;
+    then, folder by folder, one's own photos before videos (a photo folder never looks
+    like videos, but the parent of photo folders would)."""
+    for layout in _STRICT_LAYOUTS:
+        for base in layout.bases:
+            yield layout, root / base
+    for base in _GENERIC_BASES:
+        for layout in _GENERIC_LAYOUTS:
+            yield layout, root / base
+
+
+def _looks_like(layout: _Layout, base: Path) -> bool:
+    """Whether a sample of ``base``'s folders holds one file ``layout`` accepts."""
+    folders: Iterator[tuple[str, list[os.DirEntry]]] = (
+        (identity.name, _scan_quietly(identity.path))
+        for identity in _identities(base)[:_SAMPLE_IDENTITIES]
+    )
+    if layout.videos:
+        folders = (
+            (video.name, _scan_quietly(video.path))
+            for _, entries in folders
+            for video in _by_name(e for e in entries if _is_dir(e))[:_SAMPLE_VIDEOS]
+        )
+    return any(
+        layout.accept(folder, entry.name) is not None and _not_a_file(entry) is None
+        for folder, entries in folders
+        for entry in entries
+    )
+
+
+# -- readers ---------------------------------------------------------------------------
+def _read(root: Path, base: Path, layout: _Layout) -> _Read:
+    """Walk ``<identity>/…`` under ``base``; then, for YouTube Faces, the label files.
 
     ``os.scandir`` and string paths instead of a stat and ``relative_to`` per file: the
-    real DB has ~621k frames (about 7 s here instead of 17 s)."""
+    real YouTube Faces DB has ~621k frames (about 7 s here instead of 17 s)."""
     out = _Read()
     prefix = _rel_prefix(root, base)
-    identities = _subdirs(base)
+    identities = _identities(base)
     for identity in identities:
         name = identity.name
-        identity_frames: list[Frame] = []
-        with os.scandir(identity) as listing:
-            entries = sorted(listing, key=lambda e: (natural_key(e.name), e.name))
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            if not entry.is_dir():
-                out.problems.append(
-                    (
-                        f"{name}/{entry.name}",
-                        f"{prefix}{name}/{entry.name}: a file where video folders are expected",
-                    )
-                )
-                continue
-            identity_frames.extend(_read_ytf_video(identity / entry.name, name, prefix, out))
-        out.frames.extend(identity_frames)
-        label_file = base / f"{name}{YTF_LABEL_SUFFIX}"
-        if label_file.is_file():
-            _read_ytf_labels(label_file, name, prefix, identity_frames, out)
-    names = {identity.name for identity in identities}
-    with os.scandir(base) as listing:
-        orphans = sorted(
-            e.name
-            for e in listing
-            if e.name.endswith(YTF_LABEL_SUFFIX)
-            and not e.name.startswith(".")
-            and not e.is_dir()
-            and e.name[: -len(YTF_LABEL_SUFFIX)] not in names
-        )
-    for file_name in orphans:
-        owner = file_name[: -len(YTF_LABEL_SUFFIX)]
-        out.problems.append(
-            (
-                f"{owner}/{file_name}",
-                f"{prefix}{file_name}: face labels for '{owner}', who has no folder "
-                f"{prefix}{owner}/",
-            )
-        )
+        if _bad_name(identity, "", prefix, out):
+            continue
+        entries = _by_name(_entries(identity.path, f"{name}/", prefix, out))
+        if layout.videos:
+            frames = _read_videos(entries, name, prefix, layout, out)
+        else:
+            frames = _read_photos(entries, name, prefix, layout, out)
+        out.frames.extend(frames)
+        if layout.labels and (label_file := base / f"{name}{YTF_LABEL_SUFFIX}").is_file():
+            _read_ytf_labels(label_file, name, prefix, frames, out)
+    if layout.labels:
+        _orphan_labels(base, {identity.name for identity in identities}, prefix, out)
     return out
 
 
-def _read_ytf_video(video: Path, name: str, prefix: str, out: _Read) -> list[Frame]:
-    """One video folder's frames by frame number (file name breaks ties); other entries
-    become problems, in name order."""
-    found: list[tuple[int, str]] = []
-    strays: list[str] = []
-    with os.scandir(video) as listing:
-        for entry in listing:
-            if entry.name.startswith("."):
-                continue
-            file_name = entry.name
-            match = _YTF_NAME.match(file_name)
-            if (
-                match is None
-                or file_name[file_name.rfind(".") :].lower() not in IMAGE_SUFFIXES
-                or not entry.is_file()
-            ):
-                strays.append(file_name)
-            elif match["video"] != video.name:
-                strays.append(file_name)  # 5.3.jpg inside folder 1: whose frame is it?
-            else:
-                found.append((int(match["frame"]), file_name))
-    found.sort()
+def _accept(entry: os.DirEntry, folder: str, layout: _Layout, what: str) -> tuple[object, str]:
+    """(session or sort key, '') for a file ``layout`` takes from ``folder``, else
+    (None, why not): its name, what it is when not a file, or the layout's naming rule."""
+    fault = _name_fault(entry.name)
+    if fault is not None:
+        return None, fault
+    kind = _not_a_file(entry)
+    if kind is not None:
+        return None, f"{kind}, not {what}"
+    key = layout.accept(folder, entry.name)
+    if key is None:
+        return None, layout.expected.format(folder=folder)
+    return key, ""
+
+
+def _read_photos(
+    entries: list[os.DirEntry], name: str, prefix: str, layout: _Layout, out: _Read
+) -> list[Frame]:
+    """An identity folder's photos, each its own session of one frame (in name order)."""
+    frames: list[Frame] = []
+    seen: dict[object, str] = {}  # session → file name
+    for entry in entries:
+        where = f"{name}/{entry.name}"
+        session, why = _accept(entry, name, layout, "a photo")
+        if not why and session in seen:  # Bob_0001.jpg and Bob_0001.png
+            why = f"photo number {session} already used by {seen[session]}"
+        if why:
+            out.problem(where, f"{prefix}{where}: {why}")
+            continue
+        seen[session] = entry.name
+        frames.append(Frame(name, str(session), 0, Path(entry.path), prefix + where))
+    return frames
+
+
+def _read_videos(
+    entries: list[os.DirEntry], name: str, prefix: str, layout: _Layout, out: _Read
+) -> list[Frame]:
+    """An identity folder's video folders (in name order); anything else is a problem."""
+    frames: list[Frame] = []
+    for entry in entries:
+        if _bad_name(entry, f"{name}/", prefix, out):
+            continue
+        kind = _not_a_file(entry)
+        if kind == "a folder":
+            frames.extend(_read_video(entry, name, prefix, layout, out))
+        else:
+            where = f"{name}/{entry.name}"
+            what = "a file" if kind is None else kind
+            out.problem(where, f"{prefix}{where}: {what} where video folders are expected")
+    return frames
+
+
+def _read_video(
+    video: os.DirEntry, name: str, prefix: str, layout: _Layout, out: _Read
+) -> list[Frame]:
+    """One video folder's frames by frame number (file name breaks ties) or, without
+    numbers, by position in natural order; other entries become problems, in name order."""
     session = video.name
-    for file_name in sorted(strays, key=lambda n: (natural_key(n), n)):
-        where = f"{name}/{session}/{file_name}"
-        out.problems.append(
-            (where, f"{prefix}{where}: not a frame named {session}.<frame>.jpg of this video")
-        )
-    folder = f"{prefix}{name}/{session}/"
+    where = f"{name}/{session}/"
+    found: list[tuple] = []
+    strays: list[tuple[str, str]] = []  # (file name, why)
+    for entry in _entries(video.path, where, prefix, out):
+        key, why = _accept(entry, session, layout, "a frame")
+        if why:
+            strays.append((entry.name, why))
+        else:
+            found.append((key, entry.name))
+    found.sort()
+    video_path = Path(video.path)
+    folder = prefix + where
     frames, seen = [], set()
-    for index, file_name in found:
+    for position, (key, file_name) in enumerate(found):
+        index = key if layout.numbered else position
         if index in seen:  # 0.1.jpg and 0.01.jpg: one frame number, two files
-            where = f"{name}/{session}/{file_name}"
-            out.problems.append(
-                (where, f"{prefix}{where}: frame number {index} already used by another file")
-            )
+            strays.append((file_name, f"frame number {index} already used by another file"))
             continue
         seen.add(index)
-        frames.append(Frame(name, session, index, video / file_name, folder + file_name))
+        frames.append(Frame(name, session, index, video_path / file_name, folder + file_name))
+    for file_name, why in sorted(strays, key=lambda s: (natural_key(s[0]), s[0])):
+        out.problem(where + file_name, f"{folder}{file_name}: {why}")
     return frames
+
+
+def _orphan_labels(base: Path, names: set[str], prefix: str, out: _Read) -> None:
+    """``<Name>.labeled_faces.txt`` files whose ``<Name>/`` folder is missing."""
+    orphans = sorted(
+        entry.name
+        for entry in _base_entries(base)
+        if entry.name.endswith(YTF_LABEL_SUFFIX)
+        and entry.name[: -len(YTF_LABEL_SUFFIX)] not in names
+        and not _is_dir(entry)
+    )
+    for file_name in orphans:
+        owner = file_name[: -len(YTF_LABEL_SUFFIX)]
+        out.problem(
+            f"{owner}/{file_name}",
+            f"{prefix}{file_name}: face labels for '{owner}', who has no folder {prefix}{owner}/",
+        )
 
 
 def _read_ytf_labels(
@@ -301,12 +558,12 @@ def _read_ytf_labels(
     try:
         data = label_file.read_bytes()
     except OSError as exc:
-        out.problems.append((f"{name}/{label_file.name}", f"{file_rel}: unreadable ({exc})"))
+        out.problem(f"{name}/{label_file.name}", f"{file_rel}: unreadable ({exc})")
         return
     on_disk = {f.rel: f.rel for f in frames}
 
     def problem(line_no: int, where: str, reason: str) -> None:
-        out.problems.append((where, f"{file_rel} line {line_no}: {reason}"))
+        out.problem(where, f"{file_rel} line {line_no}: {reason}")
 
     for line_no, raw in enumerate(data.splitlines(), start=1):
         line_where = f"{name}/{label_file.name}:{line_no}"
@@ -360,60 +617,62 @@ def _parse_box(values: list[str]) -> FaceBox | None:
     return box
 
 
-def _read_lfw(root: Path, base: Path) -> _Read:
-    out = _Read()
-    frames, problems = out.frames, out.problems
-    for identity in _subdirs(base):
-        for path in sorted(identity.iterdir(), key=lambda p: natural_key(p.name)):
-            if path.name.startswith("."):
-                continue
-            rel = path.relative_to(root).as_posix()
-            match = _LFW_NAME.match(path.name)
-            if not _is_image(path) or match is None or match["name"] != identity.name:
-                problems.append(
-                    (
-                        f"{identity.name}/{path.name}",
-                        f"{rel}: not a photo named <Name>_NNNN.jpg in its identity folder",
-                    )
-                )
-                continue
-            number = int(match["num"])
-            frames.append(Frame(identity.name, f"{number:04d}", 0, path, rel))
-    return out
+def _check_folder(root: Path) -> None:
+    """One clear error unless ``root`` is a folder that can be listed."""
+    try:
+        with os.scandir(root):
+            return
+    except FileNotFoundError:
+        pass
+    except NotADirectoryError:
+        if root.exists():
+            raise DatasetLayoutError(f"{root} is a file, not a dataset folder") from None
+    except OSError as exc:
+        raise _unreadable(root, exc) from None
+    raise DatasetLayoutError(f"{root}: folder does not exist")
+
+
+def _no_usable_image(root: Path, layout: str, problems: list[tuple[str, str]]) -> str:
+    count = len(problems)
+    first = f", first: {problems[0][1]}" if problems else ""
+    return (
+        f"{root}: no usable image in this {layout} dataset "
+        f"({count} layout problem{'' if count == 1 else 's'}{first})"
+    )
 
 
 def open_dataset(path: Path | str, name: str | None = None) -> Dataset:
-    """Read a dataset folder, detecting its layout; raise one clear error otherwise."""
+    """Read a dataset folder, detecting its layout; raise one clear error otherwise.
+
+    A dataset without a single usable image is an error too: an empty run that "succeeds"
+    would hide that nothing was read.
+    """
     root = Path(path).expanduser()
-    if not root.is_dir():
-        raise DatasetLayoutError(f"{root}: dataset folder does not exist")
-    candidates = [
-        ("youtube-faces", root / "frame_images_DB"),
-        ("youtube-faces", root),
-        ("lfw", root / "images"),
-        ("lfw", root / "images_deepfunneled"),
-        ("lfw", root),
-    ]
-    readers: dict[str, tuple[Callable[[Path], bool], Callable[[Path, Path], _Read]]] = {
-        "youtube-faces": (_looks_like_ytf, _read_ytf),
-        "lfw": (_looks_like_lfw, _read_lfw),
-    }
-    for layout, base in candidates:
-        looks_like, read = readers[layout]
-        if not base.is_dir() or not looks_like(base):
+    _check_folder(root)
+    for layout, base in _candidates(root):
+        if not base.is_dir() or not _looks_like(layout, base):
             continue
-        found = read(root, base)
+        found = _read(root, base, layout)
+        if not found.frames:
+            raise DatasetLayoutError(_no_usable_image(root, layout.name, found.problems))
         # Readers already emit this order; the stable sort states the guarantee. One
         # natural_key per distinct name, not two per frame.
         key = functools.cache(natural_key)
         found.frames.sort(key=lambda f: (key(f.identity), key(f.session), f.index))
         return Dataset(
-            name or layout, root, layout, found.frames, found.problems, labels=found.labels
+            name or layout.name,
+            root,
+            layout.name,
+            found.frames,
+            found.problems,
+            labels=found.labels,
         )
     raise DatasetLayoutError(
-        f"{root}: not a dataset layout dmbench can read. Expected YouTube Faces "
-        "(frame_images_DB/<Name>/<video>/<video>.<frame>.jpg) or LFW "
-        "(images/<Name>/<Name>_NNNN.jpg, or <Name>/<Name>_NNNN.jpg directly under the folder)."
+        f"{root}: not a dataset layout dmbench can read (no usable image found). Expected "
+        "YouTube Faces (frame_images_DB/<Name>/<video>/<video>.<frame>.jpg), LFW "
+        "(images/<Name>/<Name>_NNNN.jpg, or <Name>/<Name>_NNNN.jpg directly under the "
+        "folder), a folder per person of photos (<identity>/<image>) or of videos as frame "
+        f"images (<identity>/<video>/<frame image>); images are {_IMAGE_KINDS}."
     )
 
 
@@ -427,15 +686,29 @@ def load_expected_hashes(sums_file: Path) -> dict[str, str]:
     return out
 
 
+def _looks_like_a_path(spec: str) -> bool:
+    """Whether ``spec`` names a folder rather than an asset (a path separator, a leading
+    '.' or '~', or absolute): a missing one is then reported as a missing folder, not as
+    an unknown asset."""
+    separators = [sep for sep in (os.sep, os.altsep) if sep]
+    return (
+        any(sep in spec for sep in separators)
+        or spec.startswith((".", "~"))
+        or Path(spec).is_absolute()
+    )
+
+
 def resolve_dataset(spec: str | Path, store=None) -> Dataset:
     """A dataset by folder path, or by manifest name (``lfw``, ``youtube-faces``).
+
+    Anything that looks like a path, or exists, is opened as a folder.
 
     A name is looked up in the asset store's local folders and cache; files are later
     verified one by one against the manifest's hashes as they are read.
     """
-    path = Path(spec).expanduser()
-    if path.exists():
-        return open_dataset(path)
+    text = os.fspath(spec)
+    if _looks_like_a_path(text) or os.path.lexists(text):
+        return open_dataset(text)
     from benchmark.assets import AssetStore
     from benchmark.errors import AssetError
 

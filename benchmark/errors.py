@@ -24,3 +24,15 @@ class ImageReadError(DmbenchError):
 
 class DeviceError(DmbenchError):
     """A requested accelerator is not usable (we never fall back silently)."""
+
+
+class OutputError(DmbenchError):
+    """An output (a run folder, a table, an image) cannot be written; nothing is half-written."""
+
+
+class MissingDependencyError(DmbenchError, ImportError):
+    """A backend needs an optional Python package that is not installed (names the extra)."""
+
+
+class RunTableError(DmbenchError):
+    """A run folder's table is malformed or names a path outside the run folder."""

@@ -1,26 +1,47 @@
 """Reading input photos safely: every failure is an ImageReadError naming the file.
 
-Odd but usable formats (grayscale, RGBA, 16-bit, CMYK) are converted to 8-bit RGB
-and the conversion is reported in a note, so the per-frame table says exactly what
-was done to each input. Unusable files (empty, corrupt, truncated, tiny, huge)
-raise with a reason; nothing is guessed.
+Odd but usable formats (grayscale, RGBA, 16-bit, CMYK) are converted to 8-bit RGB,
+and a photo with an EXIF orientation is turned upright as every image viewer shows it;
+each is reported in a note, so the per-frame table says exactly what was done to each
+input. Unusable files (empty, corrupt, truncated, tiny, huge) raise with a reason;
+nothing is guessed.
+
+Outputs are written atomically (a temporary file, renamed), and a disk that refuses
+(full, read-only) raises ``OutputError`` naming the file, with nothing half-written.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
-from benchmark.errors import ImageReadError
+from benchmark.errors import ImageReadError, OutputError
 
+# How a file becomes pixels; part of the prep cache key, so a change of it recomputes.
+DECODING = "rgb8+exif-orientation"
 MIN_SIDE = 32
 MAX_SIDE = 8000
+_EXIF_ORIENTATION = 0x0112
+# What each EXIF orientation value asks a viewer to do (1 is upright).
+_ORIENTATION_WORDS = {
+    2: "mirrored",
+    3: "rotated 180°",
+    4: "flipped vertically",
+    5: "mirrored and rotated 90° clockwise",
+    6: "rotated 90° clockwise",
+    7: "mirrored and rotated 90° counter-clockwise",
+    8: "rotated 90° counter-clockwise",
+}
 
 
 @dataclass(frozen=True)
@@ -61,6 +82,21 @@ def _to_rgb8(image: Image.Image) -> tuple[np.ndarray, str]:
         "F": "converted from float grayscale",
     }.get(mode, f"converted from {mode}")
     return np.asarray(image.convert("RGB"), dtype=np.uint8).copy(), note
+
+
+def _apply_orientation(image: Image.Image) -> tuple[Image.Image, str]:
+    """The image as a viewer shows it, and a note when its EXIF orientation turned it.
+
+    A phone photo is stored sideways with orientation 6; analysed as stored, its face
+    lies on its side and is dropped, while the same photo saved upright is kept."""
+    try:
+        orientation = int(image.getexif().get(_EXIF_ORIENTATION, 1))
+    except Exception:  # unreadable EXIF: keep the pixels as stored, as viewers do
+        return image, ""
+    if orientation not in _ORIENTATION_WORDS:
+        return image, ""
+    upright = ImageOps.exif_transpose(image)
+    return upright, f"EXIF orientation {orientation}: {_ORIENTATION_WORDS[orientation]} upright"
 
 
 def _read_16bit_png(data: bytes) -> np.ndarray | None:
@@ -113,7 +149,9 @@ def load_image(path: Path | str, data: bytes | None = None) -> LoadedImage:
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()  # raises on truncation (LOAD_TRUNCATED_IMAGES stays False)
-            rgb, note = _to_rgb8(image)
+            upright, turned = _apply_orientation(image)
+            rgb, note = _to_rgb8(upright)
+            note = "; ".join(n for n in (note, turned) if n)
     except OSError as exc:
         text = str(exc)
         reason = "truncated image" if "truncated" in text.lower() else f"corrupt image ({text})"
@@ -132,16 +170,66 @@ def write_png_atomic(path: Path, image: np.ndarray | bytes) -> None:
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write a file so that readers never see a partial one (a temporary file, renamed)."""
+    with atomic_writer(path, "wb") as handle:
+        handle.write(data)
+
+
+@contextlib.contextmanager
+def atomic_writer(path: Path, mode: str = "w", **kwargs) -> Iterator[IO]:
+    """Open ``path`` for writing through a temporary file that replaces it on success.
+
+    On any failure the temporary file is removed and the old ``path`` (if any) stays; a
+    disk that refuses becomes ``OutputError`` naming ``path`` ("no space left on ...").
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    tmp: str | None = None
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        ensure_folder(path.parent)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+        with os.fdopen(fd, mode, **kwargs) as handle:
+            yield handle
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        tmp = None
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {_os_reason(exc)}") from exc
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def ensure_folder(folder: Path, what: str = "folder") -> Path:
+    """Create ``folder`` (and its parents) or raise one clear ``OutputError``.
+
+    An existing file in its place, a parent that is a file, or a folder we may not write
+    are named as such, instead of a FileExistsError / NotADirectoryError / PermissionError.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:
+        raise OutputError(f"{what} {folder} is a file, not a folder") from exc
+    except NotADirectoryError as exc:
+        raise OutputError(f"{what} {folder}: a part of the path is a file, not a folder") from exc
+    except OSError as exc:
+        raise OutputError(f"cannot create {what} {folder}: {_os_reason(exc)}") from exc
+    if not folder.is_dir():  # a link to a file, or a race
+        raise OutputError(f"{what} {folder} is not a folder")
+    try:  # find out now, not after an hour of models, that nothing can be written here
+        with tempfile.TemporaryFile(dir=folder, prefix=".probe-"):
+            pass
+    except OSError as exc:
+        raise OutputError(f"{what} {folder} is not writable: {_os_reason(exc)}") from exc
+    return folder
+
+
+def _os_reason(exc: OSError) -> str:
+    if exc.errno == errno.ENOSPC:
+        return "no space left on the device"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    if exc.errno == errno.EROFS:
+        return "read-only file system"
+    return exc.strerror or str(exc)
 
 
 def encode_png(rgb: np.ndarray) -> bytes:

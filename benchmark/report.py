@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from benchmark.imageio import write_bytes_atomic
 from benchmark.pipeline.mask import VARIANTS, MaskRun
 
 
@@ -449,5 +450,5 @@ def write_report(results, out_dir: Path, companions: tuple = ()) -> Path:
         "",
     ]
     report = out_dir / "report.md"
-    report.write_text("\n".join(lines))
+    write_bytes_atomic(report, "\n".join(lines).encode())
     return report

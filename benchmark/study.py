@@ -230,6 +230,22 @@ def _build_pipeline(
     return _Pipeline(prep, masks, recognizers)
 
 
+def _nothing_scored(draw: _Draw) -> str:
+    """Why a study has no identity to score, step by step (a claim needs n > 0)."""
+    lost = draw.lost
+    reasons = ", ".join(
+        f"{r} ({n})" for r, n in list(lost["prep_frame_reasons_of_those"].items())[:3]
+    )
+    return (
+        f"no identity can be scored: of {draw.drawn} drawn, "
+        f"{lost['prep_fewer_than_2_sessions']} had fewer than {MIN_SESSIONS} sessions kept by "
+        f"prep{f' (frames dropped for: {reasons})' if reasons else ''}, "
+        f"{lost['no_face_embedding']} had a photo without a recognised face, "
+        f"{lost['mask_failures']} had failed masks and {lost['overlay_without_face']} an "
+        "overlay without a recognised face"
+    )
+
+
 def _run_draw(
     identities: list[str],
     dataset: Dataset,
@@ -372,6 +388,8 @@ def run_study(
             break  # nothing valid among many: the pipeline fails, more data will not help
         drawn = _next_draw(drawn, len(draw.valid), target, len(order))
 
+    if not draw.valid:
+        raise DmbenchError(_nothing_scored(draw))
     chosen = draw.valid if target is None else draw.valid[:target]
     selections = [s for s in draw.selections if s.identity in set(chosen)]
     pairs = pair_frames(
@@ -480,8 +498,6 @@ def run_study(
             else f"reached {target} valid identities after drawing {draw.drawn} of {available}"
             if len(pairs) >= target
             else f"data ran out: all {available} identities drawn, only {len(pairs)} valid"
-            if draw.drawn == available
-            else f"stopped: no valid identity among the first {draw.drawn} drawn (see 'lost')"
         ),
         "passes": passes,
         "lost": draw.lost,

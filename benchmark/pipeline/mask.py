@@ -25,7 +25,15 @@ from benchmark.assets import AssetStore
 from benchmark.cache import Cache, cache_key
 from benchmark.device import DevicePlan
 from benchmark.errors import DmbenchError, ImageReadError
-from benchmark.imageio import decode_png, encode_png, load_image, write_png_atomic
+from benchmark.imageio import (
+    atomic_writer,
+    decode_png,
+    encode_png,
+    ensure_folder,
+    load_image,
+    write_bytes_atomic,
+    write_png_atomic,
+)
 from benchmark.pipeline.mask_types import (
     CONTROLS,
     CUTS,
@@ -39,6 +47,7 @@ from benchmark.pipeline.mask_types import (
     Renderer,
 )
 from benchmark.pipeline.registry import import_backends
+from benchmark.runfolder import check_names, contained, read_table
 
 STAGE = "mask"
 VARIANTS = ("overlay", "mask_only", "mask_only_black")
@@ -369,7 +378,7 @@ def run_mask(
         raise DmbenchError(
             f"{run_dir}: no frames.csv; run `dmbench prep DATASET --out {run_dir}` first"
         )
-    rows = [r for r in csv.DictReader(table.read_text().splitlines()) if r.get("crop")]
+    rows = _selected_crops(run_dir, table)
     start = time.perf_counter()
     frames = []
     bar = tqdm(total=len(rows), desc=f"mask {stage.backend}", unit="crop", disable=not progress)
@@ -379,7 +388,7 @@ def run_mask(
         results: dict[int, MaskResult] = {}
         for i, row in enumerate(chunk):
             try:
-                crops[i] = load_image(run_dir / row["crop"]).rgb
+                crops[i] = load_image(run_dir / row["crop"]).rgb  # contained: _selected_crops
             except ImageReadError as exc:
                 results[i] = MaskResult("failed", f"prep crop unreadable: {exc}")
         results |= dict(zip(crops, stage.run_crops(list(crops.values())), strict=True))
@@ -396,11 +405,24 @@ def run_mask(
     return run
 
 
+def _selected_crops(run_dir: Path, table: Path) -> list[dict[str, str]]:
+    """The rows of ``frames.csv`` with a crop, every name and path checked first.
+
+    The table is data anyone may have edited: an identity like ``../../escape`` or an
+    absolute crop path is refused before any image is read, written or removed."""
+    rows = []
+    for line, row in enumerate(read_table(table, ("identity", "session", "frame", "crop")), 2):
+        if row["crop"]:
+            check_names(table, line, row["identity"], row["session"])
+            contained(run_dir, row["crop"], table, line)
+            rows.append(row)
+    return rows
+
+
 def _write_outputs(run_dir: Path, run: MaskRun, stage: MaskStage) -> None:
-    run.out_dir.mkdir(parents=True, exist_ok=True)
+    ensure_folder(run.out_dir, "mask output folder")
     columns = ["identity", "session", "frame", "crop", "status", "reason", *VARIANTS]
-    tmp = run.out_dir / "masks.csv.tmp"
-    with open(tmp, "w", newline="") as handle:
+    with atomic_writer(run.out_dir / "masks.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         for item in run.frames:
@@ -421,7 +443,6 @@ def _write_outputs(run_dir: Path, run: MaskRun, stage: MaskStage) -> None:
                     path.unlink(missing_ok=True)  # a stale output of an earlier run must go
                     row[variant] = ""
             writer.writerow(row)
-    tmp.replace(run.out_dir / "masks.csv")
     info = {
         "stage": STAGE,
         "dmbench_version": __version__,
@@ -433,4 +454,4 @@ def _write_outputs(run_dir: Path, run: MaskRun, stage: MaskStage) -> None:
         "seconds": round(run.seconds, 3),
         "cache": {"hits": stage.cache.hits, "misses": stage.cache.misses},
     }
-    (run.out_dir / "run.json").write_text(json.dumps(info, indent=2, default=str))
+    write_bytes_atomic(run.out_dir / "run.json", json.dumps(info, indent=2, default=str).encode())

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from benchmark.errors import MissingDependencyError
 from benchmark.geometry import SquareBox, detection_to_xywh, square_box, square_patch
 
 if TYPE_CHECKING:
@@ -187,12 +188,15 @@ def square_crop_112(
 # --------------------------------------------------------------------------- network
 
 
-def _import_torch() -> Any:
+def import_torch() -> Any:
     """Import torch on first use so the rest of the module works without it."""
     try:
         import torch
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("PFLD inference needs PyTorch; install torch") from exc
+        raise MissingDependencyError(
+            f"the pfld pose backend needs PyTorch ({exc}): pip install 'dmbench[pfld]' "
+            "(or 'dmbench[paper]' for every model of the original)"
+        ) from exc
     return torch
 
 
@@ -218,7 +222,7 @@ _STAGES: tuple[tuple[str, int, int, int, bool, int], ...] = (
 @functools.cache
 def _network_classes() -> tuple[type, type]:
     """Define the torch module classes once, on first use, so torch stays a lazy import."""
-    torch = _import_torch()
+    torch = import_torch()
     nn = torch.nn
     fn = torch.nn.functional
 
@@ -289,7 +293,7 @@ def build_pfld_backbone() -> torch.nn.Module:
 
 def _resolve_device(device: str) -> torch.device:
     """Refuse CUDA when it is unavailable instead of silently running on the CPU."""
-    torch = _import_torch()
+    torch = import_torch()
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(
@@ -301,7 +305,7 @@ def _resolve_device(device: str) -> torch.device:
 
 def _extract_state_dict(obj: object, path: Path) -> Mapping[str, Any]:
     """Accept upstream's ``{'plfd_backbone': state_dict, ...}`` or a bare state dict."""
-    torch = _import_torch()
+    torch = import_torch()
     if not isinstance(obj, Mapping):
         raise ValueError(f"{path}: expected a dict checkpoint, got {type(obj).__name__}")
     if CHECKPOINT_KEY in obj:
@@ -336,7 +340,7 @@ class PfldLandmarker:
         across the |yaw| < 20 / |pitch| < 20 filter; full fp32 keeps GPU runs equal to
         CPU runs.
         """
-        torch = _import_torch()
+        torch = import_torch()
         batch = np.asarray(crops, dtype=np.float32)
         if batch.ndim != 4 or batch.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3):
             raise ValueError(f"expected crops of shape (N, 112, 112, 3), got {batch.shape}")
@@ -365,7 +369,7 @@ def load_pfld(
     ``trusted=True``, and mapped to the CPU first so a GPU-saved file loads anywhere; the
     weights are then moved to ``device``.  Loading is strict: every key must match.
     """
-    torch = _import_torch()
+    torch = import_torch()
     _resolve_device(device)  # fail on an unavailable device before touching the file
     path = Path(checkpoint_path)
     if not path.is_file():

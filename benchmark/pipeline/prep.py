@@ -28,10 +28,19 @@ from benchmark.cache import Cache, cache_key
 from benchmark.calibration import check_calibrated_model, rule_for
 from benchmark.datasets import Dataset, Frame, natural_key
 from benchmark.device import DevicePlan
-from benchmark.errors import DmbenchError, ImageReadError
+from benchmark.errors import DmbenchError, ImageReadError, RunTableError
 from benchmark.geometry import crop_resize, detection_to_xywh, prep_crop_box, square_box
-from benchmark.imageio import decode_png, encode_png, load_image, write_png_atomic
+from benchmark.imageio import (
+    DECODING,
+    atomic_writer,
+    decode_png,
+    encode_png,
+    ensure_folder,
+    load_image,
+    write_png_atomic,
+)
 from benchmark.pipeline.registry import Registry
+from benchmark.runfolder import check_names, read_table
 
 STAGE = "prep"
 
@@ -195,6 +204,7 @@ class PrepStage:
 
     def key(self, input_sha256: str) -> str:
         params = {k: v for k, v in asdict(self.params).items() if k != "seed"}
+        params["decoding"] = DECODING  # how a file becomes pixels (EXIF orientation applied)
         return cache_key(
             stage=STAGE,
             backend=self.backend,
@@ -422,8 +432,13 @@ def run_prep(
     """
     from tqdm import tqdm
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = ensure_folder(Path(out_dir), "run folder")
+    if not dataset.frames:
+        raise DmbenchError(
+            f"{dataset.root}: no frame to prep (0 identities drawn or readable); "
+            f"{len(dataset.problems)} layout problems"
+            + (f", first: {dataset.problems[0][1]}" if dataset.problems else "")
+        )
     start = time.perf_counter()
     results: list[FrameResult] = []
     bar = tqdm(
@@ -466,7 +481,7 @@ def run_prep(
             pair = select_lazily(visited)
             if pair is not None:
                 lazy_selections.append(Selection(identity, session, *pair))
-            elif dataset.layout == "lfw":
+            elif dataset.single_frame_sessions:
                 single = [r.frame.uid for r in visited if r.status == "kept"]
                 if single:
                     lazy_selections.append(Selection(identity, session, single[0], single[0]))
@@ -477,7 +492,7 @@ def run_prep(
         lazy_selections
         if lazy
         else select_frames(
-            results, stage.params.seed, single_frame_sessions=dataset.layout == "lfw"
+            results, stage.params.seed, single_frame_sessions=dataset.single_frame_sessions
         )
     )
     roles: dict[str, str] = {}
@@ -489,7 +504,7 @@ def run_prep(
         if res.frame.uid in roles and res.crop is not None:
             write_png_atomic(out_dir / crop_relpath(res.frame), res.crop_png or res.crop)
     _write_table(out_dir / "frames.csv", results, roles, dataset.problems)
-    with open(out_dir / "selection.csv", "w", newline="") as handle:
+    with atomic_writer(out_dir / "selection.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["identity", "session", "database", "query"])
         for sel in selections:
@@ -502,8 +517,7 @@ def run_prep(
 def _write_table(
     path: Path, results: list[FrameResult], roles: dict[str, str], problems: list[tuple[str, str]]
 ) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as handle:
+    with atomic_writer(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=TABLE_COLUMNS)
         writer.writeheader()
         for res in results:
@@ -524,7 +538,6 @@ def _write_table(
             writer.writerow(
                 {"identity": identity, "path": where, "status": "error", "reason": reason}
             )
-    tmp.replace(path)
 
 
 def _fmt(values: tuple | None) -> str:
@@ -566,9 +579,8 @@ def _write_run_json(path: Path, dataset: Dataset, stage: PrepStage, run: PrepRun
             "opencv": cv2.__version__,
         },
     }
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(info, indent=2, default=str))
-    tmp.replace(path)
+    with atomic_writer(path, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(info, indent=2, default=str))
 
 
 def read_selection(run_dir: Path) -> list[Selection]:
@@ -576,10 +588,16 @@ def read_selection(run_dir: Path) -> list[Selection]:
     path = Path(run_dir) / "selection.csv"
     if not path.exists():
         raise DmbenchError(f"{run_dir}: no selection.csv; run `dmbench prep` first")
-    rows = csv.DictReader(path.read_text().splitlines())
+    rows = read_table(path, ("identity", "session", "database", "query"))
+    for line, row in enumerate(rows, start=2):
+        check_names(path, line, row["identity"], row["session"])
     return [Selection(r["identity"], r["session"], r["database"], r["query"]) for r in rows]
 
 
 def read_layout(run_dir: Path) -> str:
     """The dataset layout of a prep run (decides the default recognition protocol)."""
-    return json.loads((Path(run_dir) / "run.json").read_text())["dataset"]["layout"]
+    path = Path(run_dir) / "run.json"
+    try:
+        return str(json.loads(path.read_text())["dataset"]["layout"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RunTableError(f"{path}: not a prep run record ({exc})") from exc

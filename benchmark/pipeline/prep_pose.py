@@ -110,8 +110,9 @@ class PfldPose:
     assets = ("pfld",)
 
     def __init__(self, store: AssetStore, device: str = "cpu") -> None:
-        from benchmark.pipeline.pfld import load_pfld
+        from benchmark.pipeline.pfld import import_torch, load_pfld
 
+        import_torch()  # the missing package first: it is a pip away
         self.landmarker = load_pfld(store.file("pfld"), device=check_device(device))
 
     def estimate(self, rgb: np.ndarray, box_xywh: tuple[int, int, int, int]) -> Pose | None:

@@ -12,7 +12,6 @@ draws one pair per valid identity, and every scenario is scored on those pairs.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 from dataclasses import asdict, dataclass
@@ -29,6 +28,7 @@ from benchmark.metrics import bootstrap_interval, ranks_of_truth
 from benchmark.pipeline.recognize_types import EMBEDDERS, Embedder, Embedding, similarity_matrix
 from benchmark.pipeline.registry import import_backends
 from benchmark.protocols import Pair
+from benchmark.runfolder import contained, read_table
 from benchmark.specs import Scenario
 
 STAGE = "recognize"
@@ -199,18 +199,20 @@ def collect_images(prep_dir: Path, mask_sources: list[str]) -> dict[str, Path]:
     table = prep_dir / "frames.csv"
     if not table.exists():
         raise DmbenchError(f"{prep_dir}: no frames.csv; run `dmbench prep` first")
-    for row in csv.DictReader(table.read_text().splitlines()):
-        if row.get("crop"):
+    for line, row in enumerate(read_table(table, ("identity", "session", "frame", "crop")), 2):
+        if row["crop"]:
             uid = f"{row['identity']}/{row['session']}/{row['frame']}"
-            paths[image_id("prep", "face", uid)] = prep_dir / row["crop"]
+            paths[image_id("prep", "face", uid)] = contained(prep_dir, row["crop"], table, line)
     for source in mask_sources:
         masks = prep_dir / "masks" / source / "masks.csv"
         if not masks.exists():
             raise DmbenchError(f"{prep_dir}: no mask run '{source}'; run `dmbench mask` first")
-        for row in csv.DictReader(masks.read_text().splitlines()):
-            for variant in ("overlay", "mask_only", "mask_only_black"):
-                if row.get(variant):
-                    paths[image_id(source, variant, row["frame"])] = prep_dir / row[variant]
+        variants = ("overlay", "mask_only", "mask_only_black")
+        for line, row in enumerate(read_table(masks, ("frame", *variants)), 2):
+            for variant in variants:
+                if row[variant]:
+                    path = contained(prep_dir, row[variant], masks, line)
+                    paths[image_id(source, variant, row["frame"])] = path
     return paths
 
 

@@ -69,9 +69,9 @@ class InsightFaceBuffaloL:
     def __init__(self, store: AssetStore, device: str = "cpu", batch_size: int = 32) -> None:
         check_device(device)
         providers = onnx_providers(device)
+        insightface = import_insightface()  # the missing package first: it is a pip away
         det_path = store.file(ASSET, DETECTOR_FILE)
         rec_path = store.file(ASSET, RECOGNIZER_FILE)
-        insightface = import_insightface()
         from insightface.utils import face_align
 
         self.device = device

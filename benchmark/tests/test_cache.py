@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from benchmark.cache import Cache, cache_key
+from benchmark.cache import Cache, CacheWarning, cache_key
+from benchmark.errors import DmbenchError
 
 BASE = dict(
     stage="prep",
@@ -118,3 +122,50 @@ def test_interrupted_write_leaves_nothing_and_counts_nothing(tmp_path: Path, mon
     stale.mkdir(parents=True)
     (stale / "meta.json").write_text("{}")
     assert cache.stats().entries == 1 and cache.clear() == 1
+
+
+def test_a_record_flipped_into_other_valid_json_is_a_miss(tmp_path: Path) -> None:
+    """One byte flipped inside the record (``kept`` → ``kepu``) keeps the JSON valid: the
+    entry's own digest must catch it, or the flipped status becomes a result."""
+    cache, key = Cache(tmp_path), "f" * 64
+    cache.put("prep", key, {"status": "kept"}, {"crop.png": b"png"})
+    meta = _entry_dir(cache, key) / "meta.json"
+    meta.write_text(meta.read_text().replace('"kept"', '"kepu"'))
+    assert cache.get("prep", key) is None and not _entry_dir(cache, key).exists()
+
+
+def test_an_entry_without_a_digest_is_rebuilt(tmp_path: Path) -> None:
+    cache, key = Cache(tmp_path), "0" * 64
+    cache.put("prep", key, {"status": "kept"})
+    meta = _entry_dir(cache, key) / "meta.json"
+    data = json.loads(meta.read_text())
+    del data["digest"]  # written by an older dmbench, or stripped
+    meta.write_text(json.dumps(data))
+    assert cache.get("prep", key) is None
+
+
+def test_unwritable_cache_warns_once_and_keeps_reading(tmp_path: Path, monkeypatch) -> None:
+    cache = Cache(tmp_path)
+    cache.put("prep", "1" * 64, {"status": "kept"})
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", full)
+    with pytest.warns(CacheWarning, match="No space left") as caught:
+        for key in ("2", "3", "4"):
+            cache.put("prep", key * 64, {"status": "kept"})
+    assert len(caught) == 1 and cache.write_failures == 3
+    assert cache.get("prep", "1" * 64) is not None, "what it has is still read"
+
+
+def test_clear_never_leaves_the_cache_root(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    cache = Cache(tmp_path / "c")
+    cache.put("prep", "5" * 64, {"status": "kept"})
+    for stage in ("../../victim", str(victim), "..", "intermediates"):
+        with pytest.raises(DmbenchError, match="unknown cache stage"):
+            cache.clear(stage)
+    assert victim.is_dir() and cache.stats().entries == 1
+    assert cache.clear("prep") == 1 and cache.stats().entries == 0

@@ -28,7 +28,7 @@ def test_cache_info_and_clear(tmp_path: Path, monkeypatch, capsys) -> None:
     Cache().put("prep", "a" * 64, {"x": 1})
     assert main(["cache", "info"]) == 0
     assert "entries: 1" in capsys.readouterr().out
-    assert main(["cache", "clear"]) == 0
+    assert main(["cache", "clear", "--yes"]) == 0
     assert "removed 1" in capsys.readouterr().out
 
 

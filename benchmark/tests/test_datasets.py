@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import random
+import shutil
 from pathlib import Path
 
 import pytest
 
-from benchmark.datasets import FaceBox, natural_key, open_dataset
+from benchmark.datasets import (
+    FaceBox,
+    natural_key,
+    open_dataset,
+    resolve_dataset,
+)
 from benchmark.errors import DatasetLayoutError
 
 
@@ -248,3 +255,308 @@ def test_data_info_shows_ytf_label_counts(tmp_path: Path, capsys) -> None:
     assert info["layout"] == "youtube-faces" and info["frames"] == 18
     assert (info["labelled_frames"], info["unlabelled_frames"]) == (2, 16)
     assert info["layout_problems"] == 1
+
+
+# -- unreadable folders (issue 10, item 7) ---------------------------------------------
+def _deny(monkeypatch: pytest.MonkeyPatch, *folders: Path) -> None:
+    """Make ``folders`` unlistable, as ``chmod 000`` would for a user who is not root."""
+    denied = {os.fspath(f) for f in folders}
+    real_scandir, real_listdir = os.scandir, os.listdir
+
+    def check(path: object) -> None:
+        if os.fspath(path).rstrip("/") in denied:
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+
+    def scandir(path: object = ".") -> object:
+        check(path)
+        return real_scandir(path)
+
+    def listdir(path: object = ".") -> list[str]:
+        check(path)
+        return real_listdir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    monkeypatch.setattr(os, "listdir", listdir)
+
+
+def _make_lfw(base: Path, names: tuple[str, ...] = ("Al_A", "Bob_B", "Cy_C")) -> None:
+    for name in names:
+        for i in (1, 2):
+            _touch(base / name / f"{name}_{i:04d}.jpg")
+
+
+def test_an_unreadable_lfw_identity_is_a_problem(tmp_path: Path, monkeypatch) -> None:
+    _make_lfw(tmp_path / "images")
+    _deny(monkeypatch, tmp_path / "images" / "Bob_B")
+    dataset = open_dataset(tmp_path)
+    assert dataset.layout == "lfw" and dataset.identities() == ["Al_A", "Cy_C"]
+    assert dataset.problems == [("Bob_B/", "images/Bob_B/: unreadable folder (Permission denied)")]
+
+
+def test_unreadable_ytf_identity_and_video_are_problems(tmp_path: Path, monkeypatch) -> None:
+    _make_ytf(tmp_path, 1)
+    _touch(tmp_path / "frame_images_DB/Cy_C/0/0.1.jpg")
+    _deny(monkeypatch, tmp_path / "frame_images_DB/Amy_A", tmp_path / "frame_images_DB/Zed_Z/2")
+    dataset = open_dataset(tmp_path)
+    assert dataset.layout == "youtube-faces" and dataset.identities() == ["Cy_C", "Zed_Z"]
+    assert dataset.sessions()["Zed_Z"] == ["0", "10"]
+    assert dataset.problems == [
+        ("Amy_A/", "frame_images_DB/Amy_A/: unreadable folder (Permission denied)"),
+        ("Zed_Z/2/", "frame_images_DB/Zed_Z/2/: unreadable folder (Permission denied)"),
+    ]
+
+
+@pytest.mark.parametrize("where", ["", "frame_images_DB"])
+def test_an_unreadable_dataset_folder_is_one_clear_error(
+    tmp_path: Path, monkeypatch, where: str
+) -> None:
+    _make_ytf(tmp_path, 1)
+    folder = tmp_path / where if where else tmp_path
+    _deny(monkeypatch, folder)
+    with pytest.raises(DatasetLayoutError) as caught:
+        open_dataset(tmp_path)
+    assert str(caught.value) == f"{folder}: unreadable dataset folder (Permission denied)"
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads all")
+def test_a_chmod_000_identity_is_a_problem(tmp_path: Path) -> None:
+    _make_lfw(tmp_path / "images")
+    bob = tmp_path / "images" / "Bob_B"
+    bob.chmod(0)
+    try:
+        dataset = open_dataset(tmp_path)
+    finally:
+        bob.chmod(0o755)
+    assert dataset.identities() == ["Al_A", "Cy_C"]
+    assert dataset.problems == [("Bob_B/", "images/Bob_B/: unreadable folder (Permission denied)")]
+
+
+# -- paths that are not dataset folders (item 13) ---------------------------------------
+@pytest.mark.parametrize("spec", ["layouts/nonexistent", "./nope", "~/nope", "ABSOLUTE"])
+def test_a_missing_path_says_the_folder_does_not_exist(
+    tmp_path: Path, monkeypatch, spec: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    if spec == "ABSOLUTE":
+        spec = str(tmp_path / "nope")
+    with pytest.raises(DatasetLayoutError) as caught:
+        resolve_dataset(spec)
+    assert str(caught.value) == f"{Path(spec).expanduser()}: folder does not exist"
+
+
+def test_a_plain_unknown_name_is_still_an_unknown_asset(tmp_path: Path, monkeypatch) -> None:
+    from benchmark.errors import AssetError
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(AssetError, match="unknown asset 'nonexistent'"):
+        resolve_dataset("nonexistent")
+
+
+def test_a_file_is_not_a_dataset_folder(tmp_path: Path) -> None:
+    photo = tmp_path / "photo.jpg"
+    _touch(photo)
+    for read in (open_dataset, resolve_dataset):
+        with pytest.raises(DatasetLayoutError) as caught:
+            read(str(photo))
+        assert str(caught.value) == f"{photo} is a file, not a dataset folder"
+
+
+# -- entries named like photos that are not files (item 14) -----------------------------
+def _odd_entries(folder: Path, names: tuple[str, str, str]) -> None:
+    """A folder, a symbolic link loop and a broken symbolic link, named ``names``."""
+    (folder / names[0]).mkdir(parents=True)
+    (folder / names[1]).symlink_to(folder / names[1])
+    (folder / names[2]).symlink_to(folder / "nowhere.jpg")
+
+
+def test_lfw_entries_that_are_not_files_say_what_they_are(tmp_path: Path) -> None:
+    _make_lfw(tmp_path / "images", ("Bob_B",))
+    _odd_entries(tmp_path / "images/Bob_B", ("Bob_B_0003.jpg", "Bob_B_0004.jpg", "Bob_B_0005.jpg"))
+    dataset = open_dataset(tmp_path)
+    assert len(dataset.frames) == 2
+    assert dataset.problems == [
+        ("Bob_B/Bob_B_0003.jpg", "images/Bob_B/Bob_B_0003.jpg: a folder, not a photo"),
+        ("Bob_B/Bob_B_0004.jpg", "images/Bob_B/Bob_B_0004.jpg: a symbolic link loop, not a photo"),
+        (
+            "Bob_B/Bob_B_0005.jpg",
+            "images/Bob_B/Bob_B_0005.jpg: a broken symbolic link, not a photo",
+        ),
+    ]
+
+
+def test_ytf_entries_that_are_not_files_say_what_they_are(tmp_path: Path) -> None:
+    base = tmp_path / "frame_images_DB"
+    _touch(base / "Amy_A/0/0.1.jpg")
+    _odd_entries(base / "Amy_A/0", ("0.2.jpg", "0.3.jpg", "0.4.jpg"))
+    (base / "Amy_A/7").symlink_to(base / "Amy_A/7")
+    dataset = open_dataset(tmp_path)
+    assert [f.rel for f in dataset.frames] == ["frame_images_DB/Amy_A/0/0.1.jpg"]
+    where = "frame_images_DB/Amy_A"
+    assert dataset.problems == [
+        ("Amy_A/0/0.2.jpg", f"{where}/0/0.2.jpg: a folder, not a frame"),
+        ("Amy_A/0/0.3.jpg", f"{where}/0/0.3.jpg: a symbolic link loop, not a frame"),
+        ("Amy_A/0/0.4.jpg", f"{where}/0/0.4.jpg: a broken symbolic link, not a frame"),
+        ("Amy_A/7", f"{where}/7: a symbolic link loop where video folders are expected"),
+    ]
+
+
+# -- folders of one's own photos or videos (item 19) ------------------------------------
+def _real_jpegs(lfw, n: int) -> list[Path]:
+    return [f.path for f in lfw.frames[:n]]
+
+
+def _own_photos(root: Path, jpegs: list[Path]) -> None:
+    names = ("Alice/photo1.jpg", "Alice/IMG_2024.jpg", "Bob/Bob at the beach.JPG")
+    for rel, jpeg in zip(names, jpegs, strict=True):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(jpeg, root / rel)
+
+
+def test_a_folder_of_own_photos_is_read(lfw, tmp_path: Path) -> None:
+    _own_photos(tmp_path, _real_jpegs(lfw, 3))
+    dataset = open_dataset(tmp_path)
+    assert (dataset.layout, dataset.problems) == ("photos", [])
+    assert dataset.single_frame_sessions
+    assert dataset.sessions() == {
+        "Alice": ["IMG_2024.jpg", "photo1.jpg"],
+        "Bob": ["Bob at the beach.JPG"],
+    }
+    assert [f.rel for f in dataset.frames] == [
+        "Alice/IMG_2024.jpg",
+        "Alice/photo1.jpg",
+        "Bob/Bob at the beach.JPG",
+    ]
+    assert {f.index for f in dataset.frames} == {0}
+    assert all(f.path.is_file() for f in dataset.frames)
+
+
+def test_a_folder_of_own_videos_is_read(lfw, tmp_path: Path) -> None:
+    jpegs = _real_jpegs(lfw, 3)
+    for name in ("frame10.jpg", "frame9.jpg", "frame1.jpg"):
+        shutil.copyfile(jpegs[0], _mkparent(tmp_path / "Alice/holiday clip" / name))
+    shutil.copyfile(jpegs[1], _mkparent(tmp_path / "Bob/v2/a.png"))
+    _touch(tmp_path / "Bob/v2/notes.txt")
+    dataset = open_dataset(tmp_path)
+    assert dataset.layout == "videos" and not dataset.single_frame_sessions
+    assert [(f.uid, f.rel) for f in dataset.frames] == [
+        ("Alice/holiday clip/0", "Alice/holiday clip/frame1.jpg"),
+        ("Alice/holiday clip/1", "Alice/holiday clip/frame9.jpg"),
+        ("Alice/holiday clip/2", "Alice/holiday clip/frame10.jpg"),
+        ("Bob/v2/0", "Bob/v2/a.png"),
+    ]
+    assert [w for w, _ in dataset.problems] == ["Bob/v2/notes.txt"]
+    assert "not an image file" in dataset.problems[0][1]
+
+
+def test_own_photos_beside_lfw_names_still_read_as_photos(tmp_path: Path) -> None:
+    """'IMG_2024.jpg' fits <Name>_NNNN.jpg, but not with the folder's name: not LFW."""
+    for rel in ("Alice/IMG_2024.jpg", "Alice/IMG_2025.jpg", "Bob/DSC_0001.jpg"):
+        _touch(tmp_path / rel)
+    dataset = open_dataset(tmp_path)
+    assert dataset.layout == "photos" and dataset.problems == []
+    assert dataset.identities() == ["Alice", "Bob"]
+
+
+def test_single_frame_layouts_are_one_notion() -> None:
+    from benchmark.datasets import single_frame_layout
+
+    assert single_frame_layout("lfw") and single_frame_layout("photos")
+    assert not single_frame_layout("youtube-faces") and not single_frame_layout("videos")
+
+
+def test_data_info_reads_own_photos(lfw, tmp_path: Path, capsys) -> None:
+    import json
+
+    from benchmark.cli import main
+
+    _own_photos(tmp_path, _real_jpegs(lfw, 3))
+    assert main(["data", "info", str(tmp_path)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["layout"], info["identities"], info["frames"]) == ("photos", 2, 3)
+    assert info["layout_problems"] == 0
+
+
+@pytest.mark.parametrize("content", ["empty", "no images"])
+def test_a_folder_without_images_is_an_error_in_the_cli(
+    tmp_path: Path, capsys, content: str
+) -> None:
+    from benchmark.cli import main
+
+    root = tmp_path / "data"
+    root.mkdir()
+    if content == "no images":
+        for rel in ("Alice/notes.txt", "Bob/clip/readme.md", "list.csv"):
+            _touch(root / rel)
+    assert main(["data", "info", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"dmbench: error: {root}: not a dataset layout dmbench can read")
+    assert "no usable image" in err
+    assert "<identity>/<image>" in err and "<identity>/<video>/<frame image>" in err
+
+
+def test_a_dataset_without_one_usable_image_is_an_error(tmp_path: Path) -> None:
+    _touch(tmp_path / "Bad\rName" / "photo.jpg")
+    with pytest.raises(DatasetLayoutError) as caught:
+        open_dataset(tmp_path)
+    assert str(caught.value) == (
+        f"{tmp_path}: no usable image in this photos dataset (1 layout problem, first: "
+        "Bad\\rName/: name contains a control or line-separator character (U+000D); "
+        "rename it)"
+    )
+
+
+def test_prep_of_own_photos_takes_each_photo_as_a_session(
+    lfw20, default_prep, tmp_path: Path
+) -> None:
+    from benchmark.pipeline.prep import run_prep
+
+    _own_photos(tmp_path / "data", _real_jpegs(lfw20, 3))
+    run = run_prep(open_dataset(tmp_path / "data"), tmp_path / "run", default_prep, progress=False)
+    kept = [r.frame.uid for r in run.results if r.status == "kept"]
+    assert kept, "LFW photos are kept by the default prep"
+    assert [(s.database, s.query) for s in run.selections] == [(uid, uid) for uid in kept]
+
+
+# -- names that would break the run's CSV tables ----------------------------------------
+def test_names_with_control_or_line_separator_characters_are_problems(tmp_path: Path) -> None:
+    base = tmp_path / "images"
+    _make_lfw(base, ("Al_A", "Bad\u2028Name", "Bad\rName"))
+    _touch(base / "Al_A" / "Al_A_0003\u2029.jpg")
+    dataset = open_dataset(tmp_path)
+    assert dataset.identities() == ["Al_A"] and len(dataset.frames) == 2
+    assert dataset.problems == [
+        (
+            "Al_A/Al_A_0003\\u2029.jpg",
+            "images/Al_A/Al_A_0003\\u2029.jpg: name contains a control or line-separator "
+            "character (U+2029); rename it",
+        ),
+        (
+            "Bad\\rName/",
+            "images/Bad\\rName/: name contains a control or line-separator character "
+            "(U+000D); rename it",
+        ),
+        (
+            "Bad\\u2028Name/",
+            "images/Bad\\u2028Name/: name contains a control or line-separator character "
+            "(U+2028); rename it",
+        ),
+    ]
+
+
+def test_ytf_video_names_with_control_characters_are_problems(tmp_path: Path) -> None:
+    base = tmp_path / "frame_images_DB"
+    _touch(base / "Amy_A/0/0.1.jpg")
+    _touch(base / "Amy_A/1\x1bx/1.1.jpg")
+    _touch(base / "Amy_A/2/2.1\u2028.jpg")
+    dataset = open_dataset(tmp_path)
+    assert [f.rel for f in dataset.frames] == ["frame_images_DB/Amy_A/0/0.1.jpg"]
+    assert [w for w, _ in dataset.problems] == ["Amy_A/1\\x1bx/", "Amy_A/2/2.1\\u2028.jpg"]
+    assert "(U+001B); rename it" in dataset.problems[0][1]
+    for where, reason in dataset.problems:
+        assert len((where + reason).splitlines()) == 1 and (where + reason).isprintable()
+
+
+def _mkparent(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
