@@ -30,16 +30,16 @@ import importlib
 import importlib.util
 import json
 import os
-import shutil
 import tomllib
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Literal
 
-from benchmark.errors import AssetError
+from benchmark.errors import AssetError, OutputError
+from benchmark.imageio import write_bytes_atomic
 from benchmark.settings import cache_root, manifest_dir, offline
 
 ASSET_PATH_ENV = "DMBENCH_ASSET_PATH"
@@ -99,7 +99,7 @@ def _optional_module(name: str) -> ModuleType | None:
         return None
     try:
         return importlib.import_module(name)
-    except ImportError:
+    except Exception:  # not installed, or installed but broken: fall back to the bytes
         return None
 
 
@@ -145,18 +145,11 @@ def _check_torch(path: Path, head: bytes) -> None:
     torch = _optional_module("torch")
     if torch is None:
         return
-    from benchmark.pipeline.pfld import CHECKPOINT_KEY
+    from benchmark.pipeline.pfld import extract_state_dict
 
-    obj = torch.load(path, map_location="cpu", weights_only=True)
-    # The layouts the PFLD loader accepts: {'plfd_backbone': state_dict, ...} or a state dict.
-    state = obj.get(CHECKPOINT_KEY, obj) if isinstance(obj, Mapping) else None
-    if not (
-        isinstance(state, Mapping)
-        and state
-        and all(isinstance(v, torch.Tensor) for v in state.values())
-    ):
-        shown = sorted(map(str, obj))[:10] if isinstance(obj, Mapping) else type(obj).__name__
-        raise ValueError(f"no {CHECKPOINT_KEY!r} state dict and not a bare one (holds {shown})")
+    # What the PFLD loader itself accepts ({'plfd_backbone': state_dict, ...} or a bare
+    # state dict); it raises ValueError saying what the file holds instead.
+    extract_state_dict(torch.load(path, map_location="cpu", weights_only=True), path)
 
 
 def _check_dlib(path: Path, head: bytes) -> None:
@@ -457,16 +450,15 @@ class AssetStore:
 
     # -- verification -----------------------------------------------------------
     def _load_json(self, path: Path) -> dict[str, str]:
+        """A record file of ours, or {} when it is missing, unreadable or not a mapping."""
         try:
-            return json.loads(path.read_text())
-        except (OSError, ValueError):
+            data = json.loads(path.read_text())
+        except (OSError, ValueError, RecursionError):
             return {}
+        return data if isinstance(data, dict) else {}
 
     def _save_json(self, path: Path, data: dict[str, str]) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-        os.replace(tmp, path)
+        write_bytes_atomic(path, json.dumps(data, indent=1, sort_keys=True).encode())
 
     def expected_sha256(self, asset: Asset, entry: AssetFile) -> tuple[str | None, bool]:
         """The hash a file must have and whether it came from trust-on-first-use."""
@@ -482,9 +474,12 @@ class AssetStore:
         if entry.size is not None and path.stat().st_size != entry.size:
             return f"size {path.stat().st_size} != manifest {entry.size}"
         expected, _ = self.expected_sha256(asset, entry)
-        if expected is None:
-            return self._trust_on_first_use(asset, entry, path)
-        digest = _digest(path)
+        try:
+            if expected is None:
+                return self._trust_on_first_use(asset, entry, path)
+            digest = _digest(path)
+        except OSError as exc:  # a file we may not read is a reason, not a traceback
+            return f"unreadable ({exc.strerror or exc})"
         if digest != expected:
             return f"sha256 mismatch: expected {expected}, actual {digest}"
         return None
@@ -497,10 +492,14 @@ class AssetStore:
         digest = _digest(path)
         tofu = self._load_json(self._tofu_path)
         tofu[f"{asset.name}/{entry.path}"] = digest
-        self._save_json(self._tofu_path, tofu)
+        where = self._tofu_path
+        try:
+            self._save_json(where, tofu)
+            kept = f"recorded {digest[:12]}… on first use ({where}) and will verify against it"
+        except OutputError:  # a read-only cache: trusted for this run, recorded nowhere
+            kept = f"trusted {digest[:12]}… for this run only ({where} cannot be written)"
         warnings.warn(
-            f"asset {asset.name}: {entry.path} has no sha256 in the manifest; recorded "
-            f"{digest[:12]}… on first use ({self._tofu_path}) and will verify against it",
+            f"asset {asset.name}: {entry.path} has no sha256 in the manifest; {kept}",
             stacklevel=4,
         )
         return None
@@ -715,10 +714,7 @@ class AssetStore:
             if reason is not None:
                 raise AssetError(f"refusing to import {candidate} as {name}/{entry.path}: {reason}")
             destination = target_dir / entry.path
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            tmp = destination.with_name(destination.name + f".part{os.getpid()}")
-            shutil.copyfile(candidate, tmp)
-            os.replace(tmp, destination)
+            write_bytes_atomic(destination, candidate.read_bytes())
             imported += 1
         if imported == 0:
             expected = ", ".join(e.path for e in asset.files[:5])

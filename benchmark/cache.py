@@ -40,6 +40,31 @@ class CacheWarning(UserWarning):
     """The cache could not be written; the run goes on without caching new work."""
 
 
+def _is_file_name(name: object) -> bool:
+    """One plain file name inside an entry's folder (never meta.json, never a path)."""
+    return (
+        isinstance(name, str)
+        and name not in {"", ".", "..", _META}
+        and "/" not in name
+        and "\\" not in name
+        and "\0" not in name
+    )
+
+
+def _check_shape(meta: object) -> None:
+    """Raise ValueError unless ``meta`` has the shape ``put`` writes: anyone who can write
+    the cache can also write a matching digest, but never make a record name a file
+    outside its entry."""
+    if not (
+        isinstance(meta, dict)
+        and isinstance(meta.get("record"), dict)
+        and isinstance(meta.get("files"), dict)
+        and isinstance(meta.get("digest"), str)
+        and all(_is_file_name(n) and isinstance(d, str) for n, d in meta["files"].items())
+    ):
+        raise ValueError("meta.json does not have the shape of a cache entry")
+
+
 def record_digest(record: Mapping[str, Any], files: Mapping[str, str]) -> str:
     """sha256 of an entry's record and file hashes, as canonical JSON."""
     text = json.dumps(
@@ -104,6 +129,7 @@ class Cache:
         folder = self._dir(stage, key)
         try:
             meta = json.loads((folder / _META).read_text())
+            _check_shape(meta)
             # JSON-valid damage to the record itself: its own digest catches it.
             if meta["digest"] != record_digest(meta["record"], meta["files"]):
                 raise ValueError("meta.json does not match its digest")
@@ -117,7 +143,7 @@ class Cache:
         except FileNotFoundError:
             self.misses += 1
             return None
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
             self.misses += 1
             shutil.rmtree(folder, ignore_errors=True)  # corrupt or partial: rebuild it
             return None
@@ -135,7 +161,7 @@ class Cache:
             return
         files = dict(files or {})
         for name in files:
-            if "/" in name or name == _META:
+            if not _is_file_name(name):
                 raise ValueError(f"bad cache file name {name!r}")
         final = self._dir(stage, key)
         tmp: Path | None = None

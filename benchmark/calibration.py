@@ -243,7 +243,10 @@ def collect_scores(
     path = _score_cache_path(detector, store)
     cached: dict[str, list[float]] = {}
     if use_cache and path.exists():
-        cached = json.loads(path.read_text()).get("scores", {})
+        try:
+            cached = dict(json.loads(path.read_text()).get("scores", {}))
+        except (OSError, ValueError, TypeError, AttributeError):
+            cached = {}  # a damaged score cache is recomputed, never trusted
     scores: dict[str, list[float]] = {}
     excluded: dict[str, str] = {}
     new = 0
@@ -494,7 +497,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out is None:
         sys.stdout.write("\n" + text)
     else:
-        args.out.write_text(text)
+        write_bytes_atomic(args.out, text.encode())
         load_detector_rules.cache_clear()
         print(f"wrote {args.out}")
     return 0

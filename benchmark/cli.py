@@ -133,7 +133,11 @@ def cmd_cache(args: argparse.Namespace) -> int:
         what = f"every cached intermediate in {cache.root}"
         if not sys.stdin.isatty():
             raise DmbenchError(f"`cache clear` would delete {what}; add --yes to confirm")
-        if input(f"Delete {what}? [y/N] ").strip().lower() not in {"y", "yes"}:
+        try:
+            answer = input(f"Delete {what}? [y/N] ")
+        except EOFError:  # Ctrl-D: no
+            answer = ""
+        if answer.strip().lower() not in {"y", "yes"}:
             print("nothing removed")
             return 1
     print(f"removed {cache.clear(args.stage)} entries from {cache.root}")

@@ -36,7 +36,6 @@ import functools
 import math
 import os
 import re
-import unicodedata
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -47,6 +46,7 @@ from typing import NamedTuple
 import numpy as np
 
 from benchmark.errors import DatasetLayoutError
+from benchmark.runfolder import breaks_lines, name_fault
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 _LFW_NAME = re.compile(r"^(?P<name>.+)_(?P<num>\d{4})\.[A-Za-z]+$")
@@ -188,33 +188,12 @@ def _has_image_suffix(file_name: str) -> bool:
     return file_name[file_name.rfind(".") :].lower() in IMAGE_SUFFIXES
 
 
-def _breaks_lines(char: str) -> bool:
-    """A control, format, private-use, unassigned or line/paragraph-separator character."""
-    category = unicodedata.category(char)
-    return category[0] == "C" or category in ("Zl", "Zp")
-
-
-def _name_fault(name: str) -> str | None:
-    """Why a file or folder name cannot be used, or None.
-
-    A frame's identity, session and path are written to the run's CSV tables, where a
-    ``\\r``, ``\\n`` or U+2028 splits a row for many readers; so such a name is a problem,
-    not a frame. ``str.isprintable`` is the fast path (621k frame names in YouTube Faces).
-    """
-    if name.isprintable():
-        return None
-    bad = next((char for char in name if _breaks_lines(char)), None)
-    if bad is None:
-        return None  # only spaces such as U+00A0: harmless
-    return f"name contains a control or line-separator character (U+{ord(bad):04X}); rename it"
-
-
 def _shown(text: str) -> str:
     """``text`` with those characters escaped (``\\r``, ``\\u2028``), so a problem stays one
     line of one CSV row."""
     if text.isprintable():
         return text
-    return "".join(ascii(char)[1:-1] if _breaks_lines(char) else char for char in text)
+    return "".join(ascii(char)[1:-1] if breaks_lines(char) else char for char in text)
 
 
 def _not_a_file(entry: os.DirEntry) -> str | None:
@@ -309,8 +288,8 @@ def _entries(folder: str, where: str, prefix: str, out: _Read) -> list[os.DirEnt
 
 
 def _bad_name(entry: os.DirEntry, where: str, prefix: str, out: _Read) -> bool:
-    """Record a problem and say True when ``entry``'s name cannot be used (``_name_fault``)."""
-    fault = _name_fault(entry.name)
+    """Record a problem and say True when ``entry``'s name cannot be used (``name_fault``)."""
+    fault = name_fault(entry.name)
     if fault is None:
         return False
     path = f"{where}{entry.name}" + ("/" if _is_dir(entry) else "")
@@ -449,7 +428,7 @@ def _read(root: Path, base: Path, layout: _Layout) -> _Read:
 def _accept(entry: os.DirEntry, folder: str, layout: _Layout, what: str) -> tuple[object, str]:
     """(session or sort key, '') for a file ``layout`` takes from ``folder``, else
     (None, why not): its name, what it is when not a file, or the layout's naming rule."""
-    fault = _name_fault(entry.name)
+    fault = name_fault(entry.name)
     if fault is not None:
         return None, fault
     kind = _not_a_file(entry)

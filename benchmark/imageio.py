@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from benchmark.errors import ImageReadError, OutputError
 
@@ -32,6 +32,16 @@ DECODING = "rgb8+exif-orientation"
 MIN_SIDE = 32
 MAX_SIDE = 8000
 _EXIF_ORIENTATION = 0x0112
+# How to turn an image stored with each EXIF orientation upright (1 is upright).
+_TURNS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 # What each EXIF orientation value asks a viewer to do (1 is upright).
 _ORIENTATION_WORDS = {
     2: "mirrored",
@@ -84,19 +94,31 @@ def _to_rgb8(image: Image.Image) -> tuple[np.ndarray, str]:
     return np.asarray(image.convert("RGB"), dtype=np.uint8).copy(), note
 
 
-def _apply_orientation(image: Image.Image) -> tuple[Image.Image, str]:
-    """The image as a viewer shows it, and a note when its EXIF orientation turned it.
-
-    A phone photo is stored sideways with orientation 6; analysed as stored, its face
-    lies on its side and is dropped, while the same photo saved upright is kept."""
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation (1 = upright) as stored, read before the pixels are loaded."""
     try:
-        orientation = int(image.getexif().get(_EXIF_ORIENTATION, 1))
-    except Exception:  # unreadable EXIF: keep the pixels as stored, as viewers do
-        return image, ""
-    if orientation not in _ORIENTATION_WORDS:
-        return image, ""
-    upright = ImageOps.exif_transpose(image)
-    return upright, f"EXIF orientation {orientation}: {_ORIENTATION_WORDS[orientation]} upright"
+        value = int(image.getexif().get(_EXIF_ORIENTATION, 1))
+    except Exception:  # unreadable EXIF: the pixels as stored, as viewers do
+        return 1
+    return value if value in _TURNS else 1
+
+
+def _upright(image: Image.Image, orientation: int) -> Image.Image:
+    """The loaded image as a viewer shows it. A phone photo is stored sideways with
+    orientation 6; analysed as stored, its face lies on its side and is dropped.
+
+    Pillow already turns TIFFs while opening them (their tag is then gone), so only an
+    image that still carries the tag is turned here."""
+    still_tagged = _orientation(image) == orientation
+    if orientation == 1 or not still_tagged:
+        return image
+    return image.transpose(_TURNS[orientation])
+
+
+def _orientation_note(orientation: int) -> str:
+    if orientation == 1:
+        return ""
+    return f"EXIF orientation {orientation}: turned upright ({_ORIENTATION_WORDS[orientation]})"
 
 
 def _read_16bit_png(data: bytes) -> np.ndarray | None:
@@ -130,6 +152,7 @@ def load_image(path: Path | str, data: bytes | None = None) -> LoadedImage:
             width, height = probe.size
             fmt = probe.format
             mode = probe.mode
+            orientation = _orientation(probe)
     except UnidentifiedImageError as exc:
         raise ImageReadError(path, "not a readable image (unknown or corrupt format)") from exc
     except Exception as exc:
@@ -145,13 +168,15 @@ def load_image(path: Path | str, data: bytes | None = None) -> LoadedImage:
     if fmt == "PNG" and mode in {"I;16", "I;16B", "I;16L", "I", "RGB", "RGBA"}:
         sixteen = _read_16bit_png(data)
         if sixteen is not None:
-            return LoadedImage(sixteen, "converted from 16-bit PNG")
+            if orientation != 1:
+                sixteen = np.asarray(Image.fromarray(sixteen).transpose(_TURNS[orientation]))
+            notes = ("converted from 16-bit PNG", _orientation_note(orientation))
+            return LoadedImage(sixteen, "; ".join(n for n in notes if n))
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()  # raises on truncation (LOAD_TRUNCATED_IMAGES stays False)
-            upright, turned = _apply_orientation(image)
-            rgb, note = _to_rgb8(upright)
-            note = "; ".join(n for n in (note, turned) if n)
+            rgb, note = _to_rgb8(_upright(image, orientation))
+            note = "; ".join(n for n in (note, _orientation_note(orientation)) if n)
     except OSError as exc:
         text = str(exc)
         reason = "truncated image" if "truncated" in text.lower() else f"corrupt image ({text})"
@@ -186,6 +211,7 @@ def atomic_writer(path: Path, mode: str = "w", **kwargs) -> Iterator[IO]:
     try:
         ensure_folder(path.parent)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+        os.fchmod(fd, _FILE_MODE)  # mkstemp's 0600 would make every output private
         with os.fdopen(fd, mode, **kwargs) as handle:
             yield handle
         os.replace(tmp, path)
@@ -195,6 +221,16 @@ def atomic_writer(path: Path, mode: str = "w", **kwargs) -> Iterator[IO]:
     finally:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
+
+
+def _file_mode() -> int:
+    """What ``open()`` would give a new file: 0666 less the process's umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _file_mode()
 
 
 def ensure_folder(folder: Path, what: str = "folder") -> Path:

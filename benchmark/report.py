@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +45,9 @@ def contact_sheet(
             small = Image.fromarray(np.asarray(image)).resize((tile, tile), Image.BILINEAR)
             sheet.paste(small, (label_w + col * tile, y))
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(out)
+    buffer = io.BytesIO()
+    sheet.save(buffer, format="PNG")
+    write_bytes_atomic(out, buffer.getvalue())
     return out
 
 

@@ -173,6 +173,13 @@ class _Pipeline:
     masks: list[MaskStage]  # reconstructions first, then controls
     recognizers: dict[str, RecognizeStage]
 
+    def asset_sha256(self) -> dict[str, dict[str, str]]:
+        """sha256 of every file every stage used, as verified in this run (``tofu:`` where
+        the manifest has no hash and it was trusted on first use), so two users can compare
+        what they ran."""
+        stages = [self.prep, *self.masks, *self.recognizers.values()]
+        return {name: files for stage in stages for name, files in stage._assets.items()}
+
     @property
     def mask_sources(self) -> list[str]:
         return [m.backend for m in self.masks if not m.is_control]
@@ -518,7 +525,7 @@ def run_study(
         "dataset_identities": len(dataset.identities()),
         "mask_sources": sources,
         "control_sources": controls,
-        "assets": {**pipeline.prep._assets},
+        "assets": pipeline.asset_sha256(),
     }
     results = StudyResults(
         profile.name,

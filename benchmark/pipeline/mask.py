@@ -47,7 +47,7 @@ from benchmark.pipeline.mask_types import (
     Renderer,
 )
 from benchmark.pipeline.registry import import_backends
-from benchmark.runfolder import check_names, contained, read_table
+from benchmark.runfolder import check_names, contained, inside, read_table
 
 STAGE = "mask"
 VARIANTS = ("overlay", "mask_only", "mask_only_black")
@@ -420,6 +420,7 @@ def _selected_crops(run_dir: Path, table: Path) -> list[dict[str, str]]:
 
 
 def _write_outputs(run_dir: Path, run: MaskRun, stage: MaskStage) -> None:
+    inside(run_dir, str(run.out_dir.relative_to(run_dir)))  # not a link to elsewhere
     ensure_folder(run.out_dir, "mask output folder")
     columns = ["identity", "session", "frame", "crop", "status", "reason", *VARIANTS]
     with atomic_writer(run.out_dir / "masks.csv", "w", newline="", encoding="utf-8") as handle:
@@ -435,7 +436,7 @@ def _write_outputs(run_dir: Path, run: MaskRun, stage: MaskStage) -> None:
                 "reason": item.result.reason,
             }
             for variant in VARIANTS:
-                path = run_dir / output_relpath(run.backend, variant, item)
+                path = inside(run_dir, output_relpath(run.backend, variant, item))
                 if item.result.encoded is not None:
                     write_png_atomic(path, item.result.encoded[f"{variant}.png"])
                     row[variant] = output_relpath(run.backend, variant, item)

@@ -55,6 +55,7 @@ import numpy as np
 from benchmark.assets import AssetStore, sha256_file
 from benchmark.device import check_device, check_session_device, onnx_providers
 from benchmark.errors import AssetError, DeviceError, DmbenchError
+from benchmark.imageio import write_bytes_atomic
 from benchmark.meshes import read_ply
 from benchmark.pipeline.mask_types import RECONSTRUCTORS, FaceMesh, MaskFailure
 
@@ -326,7 +327,7 @@ def convert_to_onnx(
         "max_abs_vertex_diff_m": diff,
         "max_abs_parameter_diff": diff_params,
     }
-    (out_dir / ONNX_RECORD).write_text(json.dumps(record, indent=1))
+    write_bytes_atomic(out_dir / ONNX_RECORD, json.dumps(record, indent=1).encode())
     return target, record
 
 
@@ -338,7 +339,14 @@ def find_converted(store: AssetStore) -> tuple[Path, dict]:
             continue
         if not record_path.is_file():
             raise AssetError(f"{path}: no conversion record {ONNX_RECORD} beside it; convert again")
-        record = json.loads(record_path.read_text())
+        try:
+            record = json.loads(record_path.read_text())
+            if not isinstance(record, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as exc:
+            raise AssetError(
+                f"{record_path}: unreadable conversion record ({exc}); convert again"
+            ) from exc
         if sha256_file(path) != record.get("onnx_sha256"):
             raise AssetError(
                 f"{path}: sha256 does not match its conversion record; run "

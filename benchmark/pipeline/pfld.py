@@ -303,17 +303,25 @@ def _resolve_device(device: str) -> torch.device:
     return dev
 
 
-def _extract_state_dict(obj: object, path: Path) -> Mapping[str, Any]:
+def extract_state_dict(obj: object, path: Path) -> Mapping[str, Any]:
     """Accept upstream's ``{'plfd_backbone': state_dict, ...}`` or a bare state dict."""
     torch = import_torch()
     if not isinstance(obj, Mapping):
         raise ValueError(f"{path}: expected a dict checkpoint, got {type(obj).__name__}")
+
+    def is_state_dict(state: object) -> bool:
+        return (
+            isinstance(state, Mapping)
+            and bool(state)
+            and all(isinstance(v, torch.Tensor) for v in state.values())
+        )
+
     if CHECKPOINT_KEY in obj:
         state = obj[CHECKPOINT_KEY]
-        if not isinstance(state, Mapping):
-            raise ValueError(f"{path}: {CHECKPOINT_KEY!r} is not a state dict")
+        if not is_state_dict(state):
+            raise ValueError(f"{path}: {CHECKPOINT_KEY!r} is not a state dict of tensors")
         return state
-    if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+    if is_state_dict(obj):
         return obj
     raise ValueError(
         f"{path}: no {CHECKPOINT_KEY!r} entry and not a bare state dict "
@@ -381,7 +389,7 @@ def load_pfld(
             f"{path}: refused by weights_only loading ({exc}); "
             "pass trusted=True only if you trust this file"
         ) from exc
-    state = _extract_state_dict(obj, path)
+    state = extract_state_dict(obj, path)
     network = build_pfld_backbone()
     try:
         network.load_state_dict(state, strict=True)

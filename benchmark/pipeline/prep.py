@@ -40,7 +40,7 @@ from benchmark.imageio import (
     write_png_atomic,
 )
 from benchmark.pipeline.registry import Registry
-from benchmark.runfolder import check_names, read_table
+from benchmark.runfolder import check_names, inside, read_table
 
 STAGE = "prep"
 
@@ -502,7 +502,8 @@ def run_prep(
             roles[sel.query] = "query"
     for res in results:
         if res.frame.uid in roles and res.crop is not None:
-            write_png_atomic(out_dir / crop_relpath(res.frame), res.crop_png or res.crop)
+            crop = inside(out_dir, crop_relpath(res.frame))  # a linked crops/ leads nowhere
+            write_png_atomic(crop, res.crop_png or res.crop)
     _write_table(out_dir / "frames.csv", results, roles, dataset.problems)
     with atomic_writer(out_dir / "selection.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)

@@ -488,3 +488,48 @@ def test_a_real_onnx_model_is_trusted_on_first_use(tmp_path: Path) -> None:
     onnx.save(helper.make_model(graph), folder / "w600k_r50.onnx")
     with pytest.warns(UserWarning, match="first use"):
         _unsized_store(tmp_path).import_path("insightface-buffalo-l", folder)
+
+
+def test_an_unreadable_asset_file_is_a_reason_not_a_traceback(tmp_path: Path, monkeypatch) -> None:
+    payload = b"toy weights"
+    manifest = _single_asset_manifest(tmp_path, payload, hashlib.sha256(payload).hexdigest())
+    root = tmp_path / "local"
+    (root / "models/toy").mkdir(parents=True)
+    (root / "models/toy/toy.bin").write_bytes(payload)
+
+    def denied(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(assets_module, "sha256_file", denied)  # as root, chmod cannot
+    report = _store(tmp_path, manifest, [root]).verify("toy")
+    assert report.status == "FAIL" and "unreadable (Permission denied)" in report.problems[0]
+
+
+def test_a_damaged_trust_record_is_read_as_empty(tmp_path: Path) -> None:
+    manifest = _single_asset_manifest(tmp_path, b"", None)
+    root = tmp_path / "local"
+    (root / "models/toy").mkdir(parents=True)
+    (root / "models/toy/toy.bin").write_bytes(b"first")
+    store = _store(tmp_path, manifest, [root])
+    store.cache_dir.mkdir(parents=True)
+    (store.cache_dir / "trusted_on_first_use.json").write_text("[]")
+    with pytest.warns(UserWarning, match="first use"):
+        assert store.file("toy") == root / "models/toy/toy.bin"
+
+
+def test_unpinned_file_on_a_read_only_cache_is_trusted_for_this_run_only(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from benchmark.errors import OutputError
+
+    manifest = _single_asset_manifest(tmp_path, b"", None)
+    root = tmp_path / "local"
+    (root / "models/toy").mkdir(parents=True)
+    (root / "models/toy/toy.bin").write_bytes(b"first")
+
+    def read_only(path, data):
+        raise OutputError(f"cannot write {path}: read-only file system")
+
+    monkeypatch.setattr(assets_module, "write_bytes_atomic", read_only)
+    with pytest.warns(UserWarning, match="for this run only"):
+        assert _store(tmp_path, manifest, [root]).file("toy").name == "toy.bin"

@@ -169,3 +169,66 @@ def test_clear_never_leaves_the_cache_root(tmp_path: Path) -> None:
             cache.clear(stage)
     assert victim.is_dir() and cache.stats().entries == 1
     assert cache.clear("prep") == 1 and cache.stats().entries == 0
+
+
+def _forge(cache: Cache, key: str, meta: dict) -> None:
+    """A meta.json written by someone who can write the cache: a matching digest is easy."""
+    from benchmark.cache import record_digest
+
+    if isinstance(meta.get("record"), dict) and isinstance(meta.get("files"), dict):
+        meta["digest"] = record_digest(meta["record"], meta["files"])
+    folder = _entry_dir(cache, key)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "meta.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [
+        {"record": {"status": "kept"}, "files": {"/etc/hostname": "0" * 64}},
+        {"record": {"status": "kept"}, "files": {"../../x": "0" * 64}},
+        {"record": {"status": "kept"}, "files": [], "digest": "x"},
+        {"record": [], "files": {}, "digest": "x"},
+        [],
+    ],
+    ids=["absolute-file", "dotdot-file", "files-a-list", "record-a-list", "not-a-mapping"],
+)
+def test_a_forged_record_of_the_wrong_shape_is_a_miss(tmp_path: Path, meta) -> None:
+    cache, key = Cache(tmp_path), "7" * 64
+    if isinstance(meta, dict):
+        _forge(cache, key, meta)
+    else:
+        _entry_dir(cache, key).mkdir(parents=True)
+        (_entry_dir(cache, key) / "meta.json").write_text(json.dumps(meta))
+    assert cache.get("prep", key) is None and not _entry_dir(cache, key).exists()
+
+
+def test_a_deeply_nested_record_is_a_miss(tmp_path: Path) -> None:
+    cache, key = Cache(tmp_path), "8" * 64
+    _entry_dir(cache, key).mkdir(parents=True)
+    (_entry_dir(cache, key) / "meta.json").write_text("[" * 100_000)
+    assert cache.get("prep", key) is None
+
+
+def test_clear_does_not_follow_a_linked_stage_folder(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "meta.json").write_text("{}")
+    cache = Cache(tmp_path / "c")
+    cache.root.mkdir(parents=True)
+    (cache.root / "mask").symlink_to(victim)
+    assert cache.clear("mask") == 0 and cache.clear() == 0
+    assert (victim / "meta.json").exists()
+
+
+def test_outputs_get_the_usual_file_mode(tmp_path: Path) -> None:
+    """Atomic writes go through mkstemp (0600); run tables must stay readable as before."""
+    import os
+
+    from benchmark.imageio import write_bytes_atomic
+
+    write_bytes_atomic(tmp_path / "frames.csv", b"a,b\n")
+    plain = tmp_path / "plain.csv"
+    plain.write_bytes(b"a,b\n")
+    assert (tmp_path / "frames.csv").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+    assert os.stat(tmp_path / "frames.csv").st_mode & 0o044, "group and others may read"

@@ -36,3 +36,21 @@ def test_data_info(lfw, capsys) -> None:
     assert main(["data", "info", str(lfw.root)]) == 0
     out = capsys.readouterr().out
     assert '"layout": "lfw"' in out and '"identities":' in out
+
+
+def test_cache_clear_prompt_takes_ctrl_d_as_no(tmp_path: Path, monkeypatch, capsys) -> None:
+    import sys
+
+    from benchmark.cache import Cache
+
+    monkeypatch.setenv("DMBENCH_CACHE_DIR", str(tmp_path))
+    Cache().put("prep", "a" * 64, {"x": 1})
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+
+    def ctrl_d(prompt: str = "") -> str:
+        raise EOFError
+
+    monkeypatch.setattr("builtins.input", ctrl_d)
+    assert main(["cache", "clear"]) == 1
+    assert "nothing removed" in capsys.readouterr().out
+    assert Cache().stats().entries == 1

@@ -461,6 +461,38 @@ def test_image_case(case: ImageCase, image_rows: dict[str, dict]) -> None:
         assert Path(row["path"]).name in row["reason"], "an error names the file"
 
 
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "TIFF", "PNG16"])
+def test_every_exif_orientation_is_shown_as_a_viewer_shows_it(fmt: str, orientation: int) -> None:
+    """Item 4 for all eight orientations and the formats that carry the tag (Pillow turns
+    TIFFs itself while opening them; 16-bit PNGs take their own decoding path)."""
+    from PIL import ImageOps
+
+    from benchmark.imageio import load_image
+
+    pixels = np.random.default_rng(orientation).integers(0, 255, (40, 64, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    if fmt == "PNG16":
+        image = Image.fromarray(pixels[..., 0].astype(np.uint16) * 257)
+    buffer = io.BytesIO()
+    image.save(
+        buffer,
+        format="PNG" if fmt == "PNG16" else fmt,
+        exif=_exif(orientation),
+        **({"quality": 100} if fmt == "JPEG" else {}),
+    )
+    loaded = load_image(f"photo.{fmt.lower()}", buffer.getvalue())
+    with Image.open(io.BytesIO(buffer.getvalue())) as stored:
+        viewer = ImageOps.exif_transpose(stored)
+        expected = np.asarray(viewer.convert("RGB")) if fmt != "PNG16" else None
+    if expected is None:  # 16 bits: compare the upright shape and the top-left corner
+        upright = np.asarray(viewer, dtype=np.uint32) // 257
+        expected = np.repeat(upright[..., None].astype(np.uint8), 3, axis=2)
+    assert loaded.rgb.shape == expected.shape
+    assert np.abs(loaded.rgb.astype(int) - expected).max() <= 1
+    assert (f"EXIF orientation {orientation}" in loaded.note) == (orientation != 1)
+
+
 # -- 2. commands on bad folders, tables, outputs, caches and assets ------------------------
 @dataclass(frozen=True)
 class CommandCase:
@@ -651,8 +683,36 @@ def _symlinked_crop(w: World, rows) -> None:
 def _nothing_written_outside(w: World, outcome: Outcome) -> None:
     assert not (w.tmp / "run" / "masks").exists(), "refused before writing anything"
     assert not list(w.tmp.parent.glob("escape*")) and not (w.tmp / "escape").exists()
-    if (w.tmp / "outside.png").is_symlink() or (w.tmp / "outside.png").exists():
-        assert (w.tmp / "outside.png").is_file(), "a file outside the run is never removed"
+
+
+def _outside_file_kept(w: World, outcome: Outcome) -> None:
+    _nothing_written_outside(w, outcome)
+    assert (w.tmp / "outside.png").is_file(), "a file outside the run is never removed"
+
+
+def _nul_in_crop(w: World, rows) -> None:
+    _first_crop(rows)["crop"] = "crops/a\x00b.png"
+
+
+def _looping_crop(w: World, rows) -> None:
+    (w.tmp / "run" / "l1").symlink_to(w.tmp / "run" / "l2")
+    (w.tmp / "run" / "l2").symlink_to(w.tmp / "run" / "l1")
+    _first_crop(rows)["crop"] = "l1/x.png"
+
+
+def _mask_folder_links_outside(w: World) -> list:
+    """``masks/<backend>`` replaced by a link to a folder elsewhere, holding a file where a
+    failed mask's stale output would be removed."""
+    run = w.run()
+    victim = _victim(w)
+    backend = next((w.base.run / "masks").iterdir()).name
+    (run / "masks").mkdir()
+    (run / "masks" / backend).symlink_to(victim)
+    return ["mask", run, "--quiet"]
+
+
+def _victim_untouched(w: World, outcome: Outcome) -> None:
+    assert sorted(p.name for p in (w.tmp / "victim").iterdir()) == ["precious.txt"]
 
 
 def _drop_column(w: World, rows) -> None:
@@ -951,13 +1011,30 @@ def _junk_as(name: str, file_name: str) -> Callable[[World], list]:
     return arrange
 
 
-def _pfld_without_torch(w: World) -> list:
+def _real_pfld_checkpoint(w: World) -> Path:
     torch = pytest.importorskip("torch", reason="builds a real PFLD-format checkpoint")
-    from benchmark.pipeline.pfld import build_pfld_backbone
+    from benchmark.pipeline.pfld import CHECKPOINT_KEY, build_pfld_backbone
 
     checkpoint = w.tmp / "checkpoint.pth.tar"
-    # The original's checkpoint spells its key "plfd_backbone".
-    torch.save({"plfd_backbone": build_pfld_backbone().state_dict()}, checkpoint)
+    torch.save({CHECKPOINT_KEY: build_pfld_backbone().state_dict()}, checkpoint)
+    return checkpoint
+
+
+def _unpinned_asset_on_read_only_cache(w: World) -> list:
+    """A model without a manifest sha256 seen for the first time, with a cache that cannot
+    record it: trusted for this run, with a warning, instead of a crash."""
+    folder = w.tmp / "assets" / "models" / "pfld"
+    folder.mkdir(parents=True)
+    shutil.move(_real_pfld_checkpoint(w), folder / "checkpoint.pth.tar")
+    shared = os.environ.get("DMBENCH_ASSET_PATH", "")
+    w.patch.setenv("DMBENCH_ASSET_PATH", f"{w.tmp / 'assets'}{os.pathsep}{shared}")
+    w.cache.mkdir()
+    w.deny(w.cache, write_only=True)
+    return ["prep", w.people(), "--out", w.tmp / "out", "--pose", "pfld", "--quiet"]
+
+
+def _pfld_without_torch(w: World) -> list:
+    checkpoint = _real_pfld_checkpoint(w)
     imported = dmbench("assets", "import", "pfld", checkpoint)
     assert imported.exit == 0, imported.text
     w.patch.setitem(sys.modules, "torch", None)  # as on a machine without torch
@@ -1065,7 +1142,7 @@ COMMAND_CASES = [
         _tampered_frames(_absolute_crop),
         2,
         ("not a relative path",),
-        then=_nothing_written_outside,
+        then=_outside_file_kept,
     ),
     CommandCase(
         "dotdot-crop-path",
@@ -1081,7 +1158,31 @@ COMMAND_CASES = [
         _tampered_frames(_symlinked_crop),
         2,
         ("leads outside",),
+        then=_outside_file_kept,
+    ),
+    CommandCase(
+        "NUL-in-crop-path",
+        "6",
+        _tampered_frames(_nul_in_crop),
+        2,
+        ("U+0000",),
         then=_nothing_written_outside,
+    ),
+    CommandCase(
+        "crop-path-through-a-link-loop",
+        "6",
+        _tampered_frames(_looping_crop),
+        2,
+        ("cannot be resolved",),
+        then=_nothing_written_outside,
+    ),
+    CommandCase(
+        "mask-folder-links-outside",
+        "6",
+        _mask_folder_links_outside,
+        2,
+        ("leads outside",),
+        then=_victim_untouched,
     ),
     CommandCase(
         "table-missing-a-column", "6", _tampered_frames(_drop_column), 2, ("missing columns",)
@@ -1204,6 +1305,13 @@ COMMAND_CASES = [
         _junk_as("pfld", "checkpoint.pth.tar"),
         2,
         ("torch checkpoint",),
+    ),
+    CommandCase(
+        "unpinned-asset-on-read-only-cache",
+        "9",
+        _unpinned_asset_on_read_only_cache,
+        0,
+        ("for this run only",),
     ),
     CommandCase("pfld-pose-without-torch", "12", _pfld_without_torch, 2, ("dmbench[pfld]",)),
 ]

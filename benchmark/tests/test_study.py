@@ -48,6 +48,8 @@ def test_results_cover_every_scenario_and_source(small_study) -> None:
     assert face["rank1"] > 0.5, "the recogniser works on faces of ~30 identities"
     saved = load_results(out / "results.json")
     assert saved.scenarios == json.loads(json.dumps(results.scenarios))
+    # Every stage's files as verified in this run, not only prep's (two users can compare).
+    assert {"yunet", "sfm", "sface", "dlib-face-recognition-models"} <= set(saved.config["assets"])
     assert saved.environment["packages"]["numpy"]
 
 
