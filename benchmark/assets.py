@@ -2,13 +2,14 @@
 
 The manifest (``data_manifest/*.toml``) is the single source of truth for what a
 file is, where it comes from, what it may be used for and which hash it must
-have. The store resolves a file by looking, in order, at
+have. Weights that ship in an installed Python package are resolved in that package
+only (some backends load the package's own files, whatever path we verify). Every other
+file is looked for, in order, in
 
 1. the local directories listed in ``DMBENCH_ASSET_PATH`` (``os.pathsep``-separated),
    under each asset's ``local_dir`` and under its ``name``;
-2. for package-carried weights, the installed Python package;
-3. the store's own cache directory (``DMBENCH_CACHE_DIR`` or the platform cache);
-4. a download from the manifest's URLs (never for ``registration`` assets, never when
+2. the store's own cache directory (``DMBENCH_CACHE_DIR`` or the platform cache);
+3. a download from the manifest's URLs (never for ``registration`` assets, never when
    ``DMBENCH_OFFLINE=1``).
 
 It never returns a path whose bytes do not match the manifest's sha256. When the
@@ -425,15 +426,19 @@ class AssetStore:
         return iter(sorted(self.manifest.values(), key=lambda a: a.name))
 
     def candidate_dirs(self, asset: Asset) -> list[Path]:
-        """Folders that may hold the asset, in resolution order."""
+        """Folders that may hold the asset, in resolution order.
+
+        Weights that ship in an installed package are checked in that package only: some
+        backends (MediaPipe) load the package's own files whatever path we resolve, so a
+        good copy elsewhere must not vouch for them."""
+        package_dir = self._package_dir(asset)
+        if package_dir is not None:
+            return [package_dir]
         dirs: list[Path] = []
         for base in self.search_dirs:
             dirs.append(base / asset.local_dir)
             if asset.name != asset.local_dir:
                 dirs.append(base / asset.name)
-        package_dir = self._package_dir(asset)
-        if package_dir is not None:
-            dirs.append(package_dir)
         dirs.append(self.cache_dir / asset.name)
         return dirs
 

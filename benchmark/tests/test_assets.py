@@ -533,3 +533,26 @@ def test_unpinned_file_on_a_read_only_cache_is_trusted_for_this_run_only(
     monkeypatch.setattr(assets_module, "write_bytes_atomic", read_only)
     with pytest.warns(UserWarning, match="for this run only"):
         assert _store(tmp_path, manifest, [root]).file("toy").name == "toy.bin"
+
+
+def test_installed_package_weights_are_checked_where_the_package_loads_them(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A good copy in DMBENCH_ASSET_PATH must not vouch for the installed package's own
+    (tampered) file, which is what a backend such as MediaPipe actually loads."""
+    payload = b"toy weights"
+    manifest = _manifest(
+        tmp_path, _toy_asset(sha=hashlib.sha256(payload).hexdigest(), access="package")
+    )
+    good, package = tmp_path / "good", tmp_path / "site-packages" / "toypkg"
+    (good / "models/toy").mkdir(parents=True)
+    (good / "models/toy/toy.bin").write_bytes(payload)
+    package.mkdir(parents=True)
+    (package / "toy.bin").write_bytes(payload + b"!")
+    monkeypatch.setattr(AssetStore, "_package_dir", staticmethod(lambda asset: package))
+    store = _store(tmp_path, manifest, [good])
+    assert store.verify("toy").status == "FAIL"
+    with pytest.raises(AssetError, match="sha256 mismatch"):
+        store.file("toy")
+    (package / "toy.bin").write_bytes(payload)
+    assert store.file("toy") == package / "toy.bin"
