@@ -117,7 +117,7 @@ def opendr_parity(session: nox.Session) -> None:
     session.run(
         "python",
         "-c",
-        "from benchmark.pipeline.mask_render import OpenDRRenderer; OpenDRRenderer()",
+        "from benchmark.pipeline.mask.render import OpenDRRenderer; OpenDRRenderer()",
     )
     session.run(
         "pytest",

@@ -146,11 +146,11 @@ def _check_torch(path: Path, head: bytes) -> None:
     torch = _optional_module("torch")
     if torch is None:
         return
-    from benchmark.pipeline.pfld import extract_state_dict
+    from benchmark.torch_weights import state_dict_in
 
-    # What the PFLD loader itself accepts ({'plfd_backbone': state_dict, ...} or a bare
-    # state dict); it raises ValueError saying what the file holds instead.
-    extract_state_dict(torch.load(path, map_location="cpu", weights_only=True), path)
+    # A state dict of tensors, bare or under a key (the PFLD loader's own rule, less the
+    # key, which is the loader's business).
+    state_dict_in(torch.load(path, map_location="cpu", weights_only=True), str(path), torch.Tensor)
 
 
 def _check_dlib(path: Path, head: bytes) -> None:

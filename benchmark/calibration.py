@@ -16,81 +16,38 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import functools
 import hashlib
 import json
 import math
 import sys
-import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from benchmark.errors import DmbenchError
 from benchmark.imageio import write_bytes_atomic
+from benchmark.pipeline.prep.rules import (
+    COMMAND,
+    ORIGINAL_RULE,
+    OneFaceRule,
+    load_detector_rules,
+)
 from benchmark.settings import cache_root
-from benchmark.specs import SPEC_DIR
 
 if TYPE_CHECKING:
     from benchmark.assets import AssetStore
     from benchmark.datasets import Dataset
 
-DETECTORS_TOML = SPEC_DIR / "detectors.toml"
 REFERENCE_DETECTOR = "retinaface-caffe"
-COMMAND = "python -m benchmark.calibration --out benchmark/specs/detectors.toml"
 # Bump when what a cached score list means changes (detector preprocessing, score floor).
 SCORES_FORMAT = 1
 
 
-class OneFaceRule(NamedTuple):
-    """Keep a frame iff best score > min_best_score and exactly one score ≥ other_face_score."""
-
-    min_best_score: float
-    other_face_score: float
-
-
-ORIGINAL_RULE = OneFaceRule(0.9, 0.1)  # filter_images_config.ini of the original
-
 # The grid, in hundredths (integers, so grid points equal the TOML's decimals exactly).
 BEST_GRID = tuple(range(50, 100))  # min_best_score 0.50 .. 0.99
 OTHER_MIN = 5  # other_face_score 0.05 .. min_best_score (0.05 is the detectors' floor)
-
-
-# -- the stored thresholds -------------------------------------------------------------
-@functools.lru_cache(maxsize=4)
-def load_detector_rules(path: Path = DETECTORS_TOML) -> dict[str, OneFaceRule]:
-    """Per-detector one-face thresholds from ``detectors.toml``; a missing file is an error
-    (a silent fall-back would change YuNet's rule without a word)."""
-    if not Path(path).exists():
-        raise DmbenchError(f"{path}: the detectors' calibrated thresholds are missing")
-    with open(path, "rb") as handle:
-        raw = tomllib.load(handle)
-    return {
-        name: OneFaceRule(float(table["min_best_score"]), float(table["other_face_score"]))
-        for name, table in raw.items()
-        if isinstance(table, dict) and "min_best_score" in table
-    }
-
-
-def check_calibrated_model(detector: str, digests: dict[str, str]) -> None:
-    """Refuse a detector model other than the one its thresholds were calibrated on: a new
-    model scores on its own scale, so its thresholds must be measured again."""
-    with open(DETECTORS_TOML, "rb") as handle:
-        stored = tomllib.load(handle).get(detector, {}).get("assets_sha256", {}).get(detector)
-    if stored and stored != digests:
-        raise DmbenchError(
-            f"the {detector} model differs from the one its one-face thresholds were "
-            f"calibrated on ({DETECTORS_TOML.name}); recalibrate with `{COMMAND}` or give "
-            "--min-best-score and --other-face-score"
-        )
-
-
-def rule_for(detector: str) -> OneFaceRule:
-    """The detector's stored thresholds; the original's 0.9 / 0.1 for one with no entry."""
-    return load_detector_rules().get(detector, ORIGINAL_RULE)
 
 
 # -- decisions and their agreement ------------------------------------------------------
@@ -204,7 +161,7 @@ class PhotoScores:
 
 
 def _score_cache_path(detector: Any, store: AssetStore) -> Path:
-    from benchmark.pipeline.prep_detectors import SCORE_FLOOR
+    from benchmark.pipeline.prep.detectors import SCORE_FLOOR
 
     config = {
         "format": SCORES_FORMAT,
@@ -236,8 +193,8 @@ def collect_scores(
 
     from benchmark.errors import ImageReadError
     from benchmark.imageio import load_image
-    from benchmark.pipeline import prep_detectors  # noqa: F401 - registers the detectors
-    from benchmark.pipeline.prep import DETECTORS
+    from benchmark.pipeline.prep import detectors as prep_detectors  # noqa: F401 - registers the detectors
+    from benchmark.pipeline.prep.types import DETECTORS
 
     detector = DETECTORS.create(detector_name, store=store, device="cpu")
     path = _score_cache_path(detector, store)
@@ -459,8 +416,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from benchmark.assets import AssetStore
     from benchmark.datasets import resolve_dataset
-    from benchmark.pipeline import prep_detectors  # noqa: F401 - registers the detectors
-    from benchmark.pipeline.prep import DETECTORS
+    from benchmark.pipeline.prep import detectors as prep_detectors  # noqa: F401 - registers the detectors
+    from benchmark.pipeline.prep.types import DETECTORS
 
     parser = argparse.ArgumentParser(
         prog="python -m benchmark.calibration",

@@ -79,7 +79,7 @@ def cmd_assets(args: argparse.Namespace) -> int:
     if args.action == "convert":
         if args.name != "ringnet":
             raise DmbenchError("only 'ringnet' is converted (to ONNX, for ringnet-onnx)")
-        from benchmark.pipeline.mask_ringnet import convert_to_onnx
+        from benchmark.pipeline.mask.ringnet import convert_to_onnx
 
         path, record = convert_to_onnx(store, Path(args.path) if args.path else None)
         print(
@@ -148,8 +148,8 @@ def _prep(args: argparse.Namespace, dataset_spec: str, out: Path):
     from benchmark.assets import AssetStore
     from benchmark.cache import Cache
     from benchmark.datasets import resolve_dataset
-    from benchmark.pipeline.prep import PrepParams, PrepStage, run_prep
-    from benchmark.protocols import MIN_SESSIONS
+    from benchmark.pipeline.prep.stage import PrepParams, PrepStage, run_prep
+    from benchmark.pipeline.recognize.pairing import MIN_SESSIONS
 
     store = AssetStore()
     dataset = resolve_dataset(dataset_spec, store)
@@ -198,8 +198,8 @@ def _mask(args: argparse.Namespace, run_dir: Path) -> None:
     from benchmark.datasets import single_frame_layout
     from benchmark.imageio import write_bytes_atomic
     from benchmark.leakage import probe_mask_run
-    from benchmark.pipeline.mask import MaskStage, run_mask
-    from benchmark.pipeline.prep import read_layout, read_selection
+    from benchmark.pipeline.mask.stage import MaskStage, run_mask
+    from benchmark.pipeline.prep.stage import read_layout, read_selection
     from benchmark.report import contact_sheet
 
     common = {
@@ -358,8 +358,10 @@ def build_parser() -> argparse.ArgumentParser:
     cache.set_defaults(func=cmd_cache)
 
     def add_prep_options(p: argparse.ArgumentParser) -> None:
-        from benchmark.pipeline import prep_detectors, prep_pose  # noqa: F401
-        from benchmark.pipeline.prep import DETECTORS, POSES, PrepParams
+        from benchmark.pipeline.prep import detectors as prep_detectors  # noqa: F401
+        from benchmark.pipeline.prep import pose as prep_pose  # noqa: F401
+        from benchmark.pipeline.prep.stage import PrepParams
+        from benchmark.pipeline.prep.types import DETECTORS, POSES
 
         p.add_argument("--detector", default=DETECTORS.default, choices=DETECTORS.names())
         p.add_argument("--pose", default=POSES.default, choices=POSES.names())
@@ -406,8 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     def add_mask_options(p: argparse.ArgumentParser) -> None:
-        from benchmark.pipeline.mask import load_backends
-        from benchmark.pipeline.mask_types import CONTROLS, CUTS, RECONSTRUCTORS, RENDERERS
+        from benchmark.pipeline.mask.stage import load_backends
+        from benchmark.pipeline.mask.types import CONTROLS, CUTS, RECONSTRUCTORS, RENDERERS
 
         load_backends()
         p.add_argument(

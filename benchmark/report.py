@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from benchmark.imageio import write_bytes_atomic
-from benchmark.pipeline.mask import VARIANTS, MaskRun
+from benchmark.pipeline.mask.stage import VARIANTS, MaskRun
 
 
 def contact_sheet(

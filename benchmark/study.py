@@ -24,9 +24,10 @@ from benchmark.errors import DmbenchError
 from benchmark.imageio import write_bytes_atomic
 from benchmark.leakage import probe_mask_run
 from benchmark.metrics import paired_difference
-from benchmark.pipeline.mask import MaskStage, run_mask
-from benchmark.pipeline.prep import PrepParams, PrepStage, read_selection, run_prep
-from benchmark.pipeline.recognize import (
+from benchmark.pipeline.mask.stage import MaskStage, run_mask
+from benchmark.pipeline.prep.stage import PrepParams, PrepStage, read_selection, run_prep
+from benchmark.pipeline.recognize.pairing import MIN_SESSIONS, pair_frames
+from benchmark.pipeline.recognize.stage import (
     RecognizeParams,
     RecognizeStage,
     collect_images,
@@ -35,7 +36,6 @@ from benchmark.pipeline.recognize import (
     score_scenario,
     valid_uids,
 )
-from benchmark.protocols import MIN_SESSIONS, pair_frames
 from benchmark.report import contact_sheet
 from benchmark.settings import offline
 from benchmark.specs import Profile, load_scenarios
@@ -60,7 +60,7 @@ class StudyOptions:
     device: str = "cpu"  # a DevicePlan spec: cpu, cuda, or cuda,detector=cpu,...
     use_cache: bool = True
     progress: bool = True
-    lazy_selection: bool = False  # see benchmark.pipeline.prep.select_lazily
+    lazy_selection: bool = False  # see benchmark.pipeline.prep.stage.select_lazily
 
 
 @dataclass
@@ -131,12 +131,13 @@ def _environment(device: str) -> dict[str, Any]:
 
 def device_map(profile: Profile, plan: DevicePlan) -> dict[str, str]:
     """Where each backend of the profile runs under ``plan`` (recorded with the results)."""
-    from benchmark.pipeline import prep_detectors, prep_pose  # noqa: F401 - registers
-    from benchmark.pipeline.mask import load_backends
-    from benchmark.pipeline.mask_types import CONTROLS, CUTS, RECONSTRUCTORS, RENDERERS
-    from benchmark.pipeline.prep import DETECTORS, POSES
-    from benchmark.pipeline.recognize import load_embedders
-    from benchmark.pipeline.recognize_types import EMBEDDERS
+    from benchmark.pipeline.mask.stage import load_backends
+    from benchmark.pipeline.mask.types import CONTROLS, CUTS, RECONSTRUCTORS, RENDERERS
+    from benchmark.pipeline.prep import detectors as prep_detectors  # noqa: F401 - registers
+    from benchmark.pipeline.prep import pose as prep_pose  # noqa: F401 - registers
+    from benchmark.pipeline.prep.types import DETECTORS, POSES
+    from benchmark.pipeline.recognize.stage import load_embedders
+    from benchmark.pipeline.recognize.types import EMBEDDERS
 
     load_backends()
     load_embedders()

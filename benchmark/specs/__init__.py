@@ -51,7 +51,7 @@ class Profile:
     controls: tuple[str, ...] = ()  # mask_controls run over the same cut, beside the masks
     seed: int = 42
     reference_quirks: bool = False
-    identity_rule: str = "usable-sessions"  # see benchmark.protocols
+    identity_rule: str = "usable-sessions"  # see benchmark.pipeline.recognize.pairing
     extra: dict[str, Any] = field(default_factory=dict)
 
 

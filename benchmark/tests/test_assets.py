@@ -61,8 +61,9 @@ def test_manifest_entry_is_complete(asset) -> None:
 
 
 def test_every_backend_declares_assets_that_exist() -> None:
-    from benchmark.pipeline import prep_detectors, prep_pose  # noqa: F401
-    from benchmark.pipeline.prep import DETECTORS, POSES
+    from benchmark.pipeline.prep import detectors as prep_detectors  # noqa: F401
+    from benchmark.pipeline.prep import pose as prep_pose  # noqa: F401
+    from benchmark.pipeline.prep.types import DETECTORS, POSES
 
     manifest = load_manifest()
     for registry in (DETECTORS, POSES):
@@ -460,7 +461,7 @@ def test_junk_is_not_trusted_on_first_use(
 
 def test_a_real_torch_checkpoint_is_trusted_on_first_use(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch", reason="building a torch checkpoint needs torch")
-    from benchmark.pipeline.pfld import CHECKPOINT_KEY
+    from benchmark.pipeline.prep.pfld import CHECKPOINT_KEY
 
     path = tmp_path / "checkpoint.pth.tar"
     torch.save({CHECKPOINT_KEY: {"conv1.weight": torch.zeros(2, 3)}, "epoch": 1}, path)

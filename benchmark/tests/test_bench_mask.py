@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from benchmark.pipeline.mask import load_backends
-from benchmark.pipeline.mask_types import RECONSTRUCTORS
+from benchmark.pipeline.mask.stage import load_backends
+from benchmark.pipeline.mask.types import RECONSTRUCTORS
 
 
 @pytest.mark.parametrize("reconstruct", ["mediapipe-mesh", "sfm-eos"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from benchmark.cache import Cache
-from benchmark.pipeline.prep import PrepStage
+from benchmark.pipeline.prep.stage import PrepStage
 
 
 @pytest.mark.parametrize("detector", ["yunet", "retinaface-caffe"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from benchmark.errors import AssetError
-from benchmark.pipeline.mask_render import NumpyRenderer
+from benchmark.pipeline.mask.render import NumpyRenderer
 from benchmark.tests.test_mask_render import _read_ply, flame_in_crop
 
 

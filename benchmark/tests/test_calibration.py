@@ -18,7 +18,6 @@ import pytest
 from PIL import Image
 
 from benchmark.calibration import (
-    DETECTORS_TOML,
     ORIGINAL_RULE,
     REFERENCE_DETECTOR,
     OneFaceRule,
@@ -30,11 +29,12 @@ from benchmark.calibration import (
     load_detector_rules,
     main,
     one_face_keeps,
-    rule_for,
     top_two,
 )
 from benchmark.datasets import Frame
-from benchmark.pipeline.prep import Detection, Pose, PrepParams, PrepStage
+from benchmark.pipeline.prep.rules import DETECTORS_TOML, check_calibrated_model, rule_for
+from benchmark.pipeline.prep.stage import PrepParams, PrepStage
+from benchmark.pipeline.prep.types import Detection, Pose
 
 
 def _grid_photos() -> list[list[float]]:
@@ -194,7 +194,7 @@ def test_prep_decides_as_the_calibration_models_it(tmp_path: Path) -> None:
 
 
 def test_run_json_records_the_thresholds_used(lfw20, default_prep, stored, tmp_path) -> None:
-    from benchmark.pipeline.prep import run_prep
+    from benchmark.pipeline.prep.stage import run_prep
 
     one = lfw20.subset(1, seed=1)
     run_prep(one, tmp_path / "run", default_prep, progress=False)
@@ -248,7 +248,6 @@ def test_calibration_command_writes_a_loadable_toml(lfw20, lfw20_scores, tmp_pat
 def test_a_detector_model_other_than_the_calibrated_one_is_refused(store) -> None:
     """Thresholds belong to the model they were measured on; a swapped file must not run
     with them silently (explicit thresholds still may)."""
-    from benchmark.calibration import check_calibrated_model
     from benchmark.errors import DmbenchError
 
     genuine = store.sha256_of("yunet")

@@ -147,8 +147,8 @@ def test_no_claim_passes_on_a_run_where_every_mask_failed(
     """A real run on 4 LFW-dev identities whose masks all fail (fail-closed): nobody is
     valid, and the study stops with an error that says why instead of results with n = 0
     (on which every claim would fail: ``test_no_claim_passes_on_empty_results``)."""
-    import benchmark.pipeline.mask as mask_module
-    from benchmark.pipeline.mask_types import MaskFailure
+    import benchmark.pipeline.mask.stage as mask_module
+    from benchmark.pipeline.mask.types import MaskFailure
     from benchmark.study import StudyOptions, run_study
 
     data = tmp_path / "lfw4"

@@ -509,7 +509,7 @@ def test_a_dataset_without_one_usable_image_is_an_error(tmp_path: Path) -> None:
 def test_prep_of_own_photos_takes_each_photo_as_a_session(
     lfw20, default_prep, tmp_path: Path
 ) -> None:
-    from benchmark.pipeline.prep import run_prep
+    from benchmark.pipeline.prep.stage import run_prep
 
     _own_photos(tmp_path / "data", _real_jpegs(lfw20, 3))
     run = run_prep(open_dataset(tmp_path / "data"), tmp_path / "run", default_prep, progress=False)

@@ -45,7 +45,8 @@ def test_cuda_where_it_cannot_load_is_an_error_not_a_cpu_run(store) -> None:
     """YuNet through PyPI's OpenCV has no CUDA: a cuda plan refuses, naming the way out."""
     import cv2
 
-    from benchmark.pipeline.prep import POSES, PrepStage
+    from benchmark.pipeline.prep.stage import PrepStage
+    from benchmark.pipeline.prep.types import POSES
 
     if hasattr(cv2, "cuda") and cv2.cuda.getCudaEnabledDeviceCount():
         pytest.skip("this OpenCV has CUDA")

@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from benchmark.errors import AssetError, DeviceError
-from benchmark.pipeline.face_region import (
+from benchmark.pipeline.mask.face_region import (
     FOREHEAD_HEIGHT,
     FOREHEAD_POINTS,
     FOREHEAD_WIDTH,
@@ -32,7 +32,7 @@ from benchmark.pipeline.face_region import (
     mesh_forehead_polygon,
     reference_81_like_hull,
 )
-from benchmark.pipeline.mask_types import CUTS, MaskFailure, hull_region
+from benchmark.pipeline.mask.types import CUTS, MaskFailure, hull_region
 from benchmark.region_agreement import COMMAND, DEFAULT_OUT, measure
 
 SIZE = 224
@@ -221,7 +221,7 @@ def reference(store):
 @pytest.fixture(scope="module")
 def mediapipe_cuts(store) -> dict:
     pytest.importorskip("mediapipe", reason="mediapipe is not installed")
-    from benchmark.pipeline import mask_mediapipe  # noqa: F401 - registers the cuts
+    from benchmark.pipeline.mask import mediapipe_fit as mask_mediapipe  # noqa: F401 - registers the cuts
 
     return {
         name: CUTS.create(name, store=store) for name in ("mediapipe-forehead", "mediapipe-hull")
@@ -230,7 +230,7 @@ def mediapipe_cuts(store) -> dict:
 
 def test_registered_like_the_hull_cut() -> None:
     pytest.importorskip("mediapipe", reason="mediapipe is not installed")
-    from benchmark.pipeline.mask_mediapipe import MediaPipeForeheadCut, MediaPipeHullCut
+    from benchmark.pipeline.mask.mediapipe_fit import MediaPipeForeheadCut, MediaPipeHullCut
 
     assert CUTS.cls("mediapipe-forehead") is MediaPipeForeheadCut
     assert MediaPipeForeheadCut.name == "mediapipe-forehead"
@@ -240,7 +240,7 @@ def test_registered_like_the_hull_cut() -> None:
 
 def test_cuda_is_refused(store) -> None:
     pytest.importorskip("mediapipe", reason="mediapipe is not installed")
-    from benchmark.pipeline.mask_mediapipe import MediaPipeForeheadCut
+    from benchmark.pipeline.mask.mediapipe_fit import MediaPipeForeheadCut
 
     with pytest.raises(DeviceError, match="CPU only"):
         MediaPipeForeheadCut(store, device="cuda")

@@ -14,7 +14,7 @@ from benchmark.geometry import (
     square_box,
     square_patch,
 )
-from benchmark.pipeline.prep import FrameResult, select_frames
+from benchmark.pipeline.prep.stage import FrameResult, select_frames
 
 
 def test_known_crop_matches_hand_computation() -> None:
@@ -98,7 +98,7 @@ def test_reference_quirk_drops_faces_whose_square_leaves_the_image(lfw20, store,
 
     from benchmark.cache import Cache
     from benchmark.datasets import Frame
-    from benchmark.pipeline.prep import PrepParams, PrepStage
+    from benchmark.pipeline.prep.stage import PrepParams, PrepStage
 
     quirky = PrepStage.from_names(
         store=store, cache=Cache(enabled=False), params=PrepParams(reference_quirks=True)

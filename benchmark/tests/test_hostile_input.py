@@ -1013,7 +1013,7 @@ def _junk_as(name: str, file_name: str) -> Callable[[World], list]:
 
 def _real_pfld_checkpoint(w: World) -> Path:
     torch = pytest.importorskip("torch", reason="builds a real PFLD-format checkpoint")
-    from benchmark.pipeline.pfld import CHECKPOINT_KEY, build_pfld_backbone
+    from benchmark.pipeline.prep.pfld import CHECKPOINT_KEY, build_pfld_backbone
 
     checkpoint = w.tmp / "checkpoint.pth.tar"
     torch.save({CHECKPOINT_KEY: build_pfld_backbone().state_dict()}, checkpoint)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from benchmark.datasets import Frame, open_dataset
-from benchmark.pipeline.prep import (
+from benchmark.pipeline.prep.stage import (
     FrameResult,
     lazy_visit_order,
     run_prep,

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from benchmark.cache import Cache
-from benchmark.pipeline.mask import VARIANTS, MaskStage, load_backends
-from benchmark.pipeline.mask_controls import BLANK_GREY, BLUR_SIGMA_PX, PIXEL_BLOCK_PX
-from benchmark.pipeline.mask_types import CONTROLS, CUTS
+from benchmark.pipeline.mask.controls import BLANK_GREY, BLUR_SIGMA_PX, PIXEL_BLOCK_PX
+from benchmark.pipeline.mask.stage import VARIANTS, MaskStage, load_backends
+from benchmark.pipeline.mask.types import CONTROLS, CUTS
 
 pytestmark = pytest.mark.integration
 CUT = "mediapipe-hull"
@@ -98,7 +98,7 @@ def test_a_control_fails_closed_where_the_cut_finds_no_face(store) -> None:
 def test_photo_alignment_embeds_a_blank_face_the_recogniser_cannot_detect(
     embedder, store, crops
 ) -> None:
-    from benchmark.pipeline.recognize import RecognizeStage
+    from benchmark.pipeline.recognize.stage import RecognizeStage
 
     stage = RecognizeStage.from_name(embedder, store=store, cache=Cache(enabled=False))
     control = MaskStage.for_control("blank", CUT, store=store, cache=Cache(enabled=False))
@@ -121,7 +121,7 @@ def test_photo_alignment_embeds_a_blank_face_the_recogniser_cannot_detect(
 
 def test_photo_alignment_records_a_photo_without_a_face(store, crops) -> None:
     from benchmark.imageio import encode_png
-    from benchmark.pipeline.recognize import RecognizeStage
+    from benchmark.pipeline.recognize.stage import RecognizeStage
 
     stage = RecognizeStage.from_name("sface", store=store, cache=Cache(enabled=False))
     blank_photo = encode_png(np.full((224, 224, 3), 128, np.uint8))

@@ -17,13 +17,13 @@ import pytest
 
 from benchmark.assets import AssetStore, load_manifest
 from benchmark.errors import AssetError, DeviceError
-from benchmark.pipeline.mask_types import CUTS, MaskFailure
+from benchmark.pipeline.mask.types import CUTS, MaskFailure
 
 dlib = pytest.importorskip("dlib", reason="dlib is not installed (pip install dlib-bin)")
 
-from benchmark.pipeline.face_region import forehead_points  # noqa: E402
-from benchmark.pipeline.landmarks_dlib import DlibLandmarker  # noqa: E402
-from benchmark.pipeline.mask_cut_dlib import DLIB_81, Dlib81HullCut, hull_region  # noqa: E402
+from benchmark.pipeline.common.landmarks_dlib import DlibLandmarker  # noqa: E402
+from benchmark.pipeline.mask.cut_dlib import DLIB_81, Dlib81HullCut, hull_region  # noqa: E402
+from benchmark.pipeline.mask.face_region import forehead_points  # noqa: E402
 
 SIZE = 224
 N_TRAIN = 6  # crops the stand-in is trained on

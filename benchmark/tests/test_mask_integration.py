@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from benchmark.cli import main
-from benchmark.pipeline.mask import VARIANTS, MaskStage, run_mask
-from benchmark.pipeline.prep import run_prep
+from benchmark.pipeline.mask.stage import VARIANTS, MaskStage, run_mask
+from benchmark.pipeline.prep.stage import run_prep
 
 pytestmark = pytest.mark.integration
 

@@ -20,15 +20,15 @@ from hypothesis import strategies as st
 
 from benchmark.errors import AssetError, DeviceError, DmbenchError
 from benchmark.meshes import read_ply
-from benchmark.pipeline import mask_render
-from benchmark.pipeline.mask_render import (
+from benchmark.pipeline.mask import render as mask_render
+from benchmark.pipeline.mask.render import (
     ALBEDO,
     DEFAULT_CAMERA_DISTANCE,
     NumpyRenderer,
     OpenDRRenderer,
     rasterize,
 )
-from benchmark.pipeline.mask_types import RENDERERS, FaceMesh
+from benchmark.pipeline.mask.types import RENDERERS, FaceMesh
 
 SIZE = 224
 LEVEL = 1.0 / 255.0  # one grey level: the renderer's output is quantized like an 8-bit buffer

@@ -1,7 +1,7 @@
 """RingNet reconstructors: preprocessing and projection as the original, and the wiring.
 
 The real checkpoint needs a registration, so the backend tests run on a STAND-IN
-checkpoint (``benchmark.pipeline.ringnet_standin``): a TF1-style graph with RingNet's
+checkpoint (``benchmark.testing.ringnet_standin``): a TF1-style graph with RingNet's
 tensor names and shapes but not its weights. They prove loading, batching, conversion
 and projection, not reconstruction quality.
 """
@@ -16,16 +16,16 @@ import pytest
 from benchmark.assets import AssetStore
 from benchmark.errors import AssetError, DeviceError
 from benchmark.meshes import read_ply
-from benchmark.pipeline import mask_ringnet
-from benchmark.pipeline.mask import MaskStage, load_backends
-from benchmark.pipeline.mask_ringnet import (
+from benchmark.pipeline.mask import ringnet as mask_ringnet
+from benchmark.pipeline.mask.ringnet import (
     FOCAL,
     IMG_SIZE,
     CropTransform,
     preprocess,
     to_image_frame,
 )
-from benchmark.pipeline.mask_types import RECONSTRUCTORS, MaskFailure
+from benchmark.pipeline.mask.stage import MaskStage, load_backends
+from benchmark.pipeline.mask.types import RECONSTRUCTORS, MaskFailure
 
 
 def _empty_store(tmp_path: Path) -> AssetStore:
@@ -116,7 +116,7 @@ def flame(store: AssetStore):
 
 def _standin_store(root: Path, flame, batch: int | None) -> AssetStore:
     pytest.importorskip("tensorflow")
-    from benchmark.pipeline.ringnet_standin import build_standin_checkpoint
+    from benchmark.testing.ringnet_standin import build_standin_checkpoint
 
     build_standin_checkpoint(root / "models" / "ringnet" / "ring_6_68641", flame.vertices, batch)
     shared = AssetStore().search_dirs

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from benchmark.errors import AssetError, DeviceError, DmbenchError
-from benchmark.pipeline.mask_types import RECONSTRUCTORS, FaceMesh, MaskFailure
+from benchmark.pipeline.mask.types import RECONSTRUCTORS, FaceMesh, MaskFailure
 
 pytest.importorskip("dlib", reason="dlib is not installed (pip install dlib-bin)")
 eos = pytest.importorskip("eos", reason="eos-py is not installed (pip install eos-py==1.5.0)")
 
-from benchmark.pipeline.mask_sfm import (  # noqa: E402
+from benchmark.pipeline.mask.sfm_eos import (  # noqa: E402
     SfmEosReconstructor,
     SfmFit,
     front_facing_winding,

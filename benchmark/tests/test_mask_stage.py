@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from benchmark.cache import Cache
-from benchmark.pipeline.mask import VARIANTS, MaskParams, MaskStage, compose, run_mask
-from benchmark.pipeline.mask_types import FaceMesh, MaskFailure, Rendering
-from benchmark.pipeline.prep import run_prep
+from benchmark.pipeline.mask.stage import VARIANTS, MaskParams, MaskStage, compose, run_mask
+from benchmark.pipeline.mask.types import FaceMesh, MaskFailure, Rendering
+from benchmark.pipeline.prep.stage import run_prep
 
 SIZE = 24
 images = arrays(np.uint8, (SIZE, SIZE, 3), elements=st.integers(0, 255))

@@ -10,8 +10,8 @@ from hypothesis.extra.numpy import arrays
 
 from benchmark.leakage import procrustes_similarity
 from benchmark.metrics import bootstrap_interval, ranks_of_truth, summarize
-from benchmark.pipeline.prep import Selection
-from benchmark.protocols import pair_frames
+from benchmark.pipeline.prep.types import Selection
+from benchmark.pipeline.recognize.pairing import pair_frames
 from benchmark.stats import wilson as wilson_interval
 
 

@@ -43,7 +43,7 @@ IDENTITIES = 6
 
 def frontal_pfld_checkpoint(path: Path) -> None:
     """PFLD whose output is one frontal face for every crop: yaw 0, pitch 1 (STAND-IN)."""
-    from benchmark.pipeline.pfld import NUM_LANDMARKS, build_pfld_backbone
+    from benchmark.pipeline.prep.pfld import NUM_LANDMARKS, build_pfld_backbone
 
     points = np.full((NUM_LANDMARKS, 2), 56.0)
     points[1], points[31] = (20.0, 60.0), (92.0, 60.0)  # jaw line; the nose over its middle
@@ -82,10 +82,10 @@ def build_ytf_from_lfw(lfw, root: Path, identities: int) -> Path:
 def standin_assets(tmp_path_factory, store, kept_crops) -> Path:
     """One asset folder holding a stand-in for each of the four user-supplied models."""
     from benchmark.meshes import read_ply
-    from benchmark.pipeline.insightface_standin import build_standin_pack
-    from benchmark.pipeline.landmarks_dlib import DlibLandmarker
-    from benchmark.pipeline.mask_cut_dlib import DLIB_81
-    from benchmark.pipeline.ringnet_standin import build_standin_checkpoint
+    from benchmark.pipeline.common.landmarks_dlib import DlibLandmarker
+    from benchmark.pipeline.mask.cut_dlib import DLIB_81
+    from benchmark.testing.insightface_standin import build_standin_pack
+    from benchmark.testing.ringnet_standin import build_standin_checkpoint
     from benchmark.tests.test_mask_cut_dlib import DLIB_68, _train_stand_in
 
     root = tmp_path_factory.mktemp("paper-standins")
@@ -101,7 +101,7 @@ def standin_assets(tmp_path_factory, store, kept_crops) -> Path:
 
 def standin_store(assets: Path, cache: Path) -> AssetStore:
     """The stand-ins in ``assets`` before the shared assets, under a manifest fitted to them."""
-    from benchmark.pipeline.insightface_standin import standin_manifest
+    from benchmark.testing.insightface_standin import standin_manifest
 
     shared = AssetStore().search_dirs
     return AssetStore(

@@ -1,4 +1,4 @@
-"""Tests for the PFLD landmark step and the landmark-based head pose (benchmark.pipeline.pfld).
+"""Tests for the PFLD landmark step and the landmark-based head pose (benchmark.pipeline.prep.pfld).
 
 Expected pose values are worked out by hand in the comments; the property tests use
 coordinates on a 1/8-pixel grid (and power-of-two scales, integer shifts) so that every
@@ -17,8 +17,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from benchmark.pipeline import pfld
-from benchmark.pipeline.pfld import (
+from benchmark.pipeline.prep import pfld
+from benchmark.pipeline.prep.pfld import (
     pose_from_wflw98,
     square_crop_112,
     upstream_box_from_detection,

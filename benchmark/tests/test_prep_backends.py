@@ -21,7 +21,7 @@ from benchmark.assets import AssetStore, load_manifest
 from benchmark.cache import Cache
 from benchmark.datasets import open_dataset
 from benchmark.errors import AssetError
-from benchmark.pipeline.prep import PrepStage, run_prep
+from benchmark.pipeline.prep.stage import PrepStage, run_prep
 
 
 def _offline_store(tmp_path: Path, search: list[Path]) -> AssetStore:
@@ -46,7 +46,7 @@ def test_missing_pfld_weights_are_a_clear_error(tmp_path: Path) -> None:
 
 def test_pfld_pose_backend_runs_with_a_standin_checkpoint(tmp_path: Path, lfw20) -> None:
     torch = pytest.importorskip("torch", reason="the pfld extra (torch) is not installed")
-    from benchmark.pipeline.pfld import build_pfld_backbone
+    from benchmark.pipeline.prep.pfld import build_pfld_backbone
 
     torch.manual_seed(0)
     folder = tmp_path / "assets" / "models" / "pfld"

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from benchmark.cli import main
-from benchmark.pipeline.prep import run_prep
+from benchmark.pipeline.prep.stage import run_prep
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from benchmark.meshes import read_obj
-from benchmark.pipeline.pfld import pose_from_wflw98
-from benchmark.pipeline.prep_pose import (
+from benchmark.pipeline.prep.pfld import pose_from_wflw98
+from benchmark.pipeline.prep.pose import (
     MEDIAPIPE_FOR_WFLW,
     kabsch_rotation,
     pose_from_landmarks3d,
@@ -100,8 +100,8 @@ def test_pitch_moves_the_same_way_as_the_pfld_formula(canonical) -> None:
 def test_real_photos_mirror_flips_yaw_and_roll(lfw20, store) -> None:
     from benchmark.geometry import detection_to_xywh
     from benchmark.imageio import load_image
-    from benchmark.pipeline.prep_detectors import YuNet
-    from benchmark.pipeline.prep_pose import MediaPipeMeshPose
+    from benchmark.pipeline.prep.detectors import YuNet
+    from benchmark.pipeline.prep.pose import MediaPipeMeshPose
 
     detector, pose = YuNet(store), MediaPipeMeshPose(store)
     yaw_pairs = []

@@ -26,17 +26,17 @@ from hypothesis.extra import numpy as hnp
 from benchmark.assets import AssetStore, load_manifest
 from benchmark.errors import AssetError, DeviceError, DmbenchError
 from benchmark.imageio import load_image
-from benchmark.pipeline.insightface_standin import (
+from benchmark.pipeline.recognize.dlib_resnet import SAME_PERSON_DISTANCE
+from benchmark.pipeline.recognize.insightface_buffalo import ASSET as BUFFALO
+from benchmark.pipeline.recognize.sface import SFaceEmbedder, as_bgr
+from benchmark.pipeline.recognize.types import EMBEDDERS, Embedding, similarity_matrix
+from benchmark.testing.insightface_standin import (
     FACE_CELL,
     FACE_LTRB,
     FACE_SCORE,
     FACE_STRIDE,
     build_standin_pack,
 )
-from benchmark.pipeline.recognize_dlib import SAME_PERSON_DISTANCE
-from benchmark.pipeline.recognize_insightface import ASSET as BUFFALO
-from benchmark.pipeline.recognize_sface import SFaceEmbedder, as_bgr
-from benchmark.pipeline.recognize_types import EMBEDDERS, Embedding, similarity_matrix
 
 BACKENDS = ["sface", "dlib-resnet", "insightface-buffalo-l"]
 REPO = Path(__file__).resolve().parents[2]
@@ -96,8 +96,8 @@ def two_photos_each(dataset, identities: int) -> list[tuple[Path, Path]]:
 
 # -- registry --------------------------------------------------------------------------
 def test_three_backends_are_registered_sface_by_default() -> None:
-    import benchmark.pipeline.recognize_dlib
-    import benchmark.pipeline.recognize_insightface  # noqa: F401
+    import benchmark.pipeline.recognize.dlib_resnet
+    import benchmark.pipeline.recognize.insightface_buffalo  # noqa: F401
 
     assert set(BACKENDS) <= set(EMBEDDERS.names())
     assert EMBEDDERS.default == "sface"
@@ -244,8 +244,8 @@ def _cuda_really_available(name: str) -> bool:
 
 @pytest.mark.parametrize("name", BACKENDS)
 def test_cuda_where_it_does_not_load_is_a_device_error(name, store) -> None:
-    import benchmark.pipeline.recognize_dlib
-    import benchmark.pipeline.recognize_insightface  # noqa: F401
+    import benchmark.pipeline.recognize.dlib_resnet
+    import benchmark.pipeline.recognize.insightface_buffalo  # noqa: F401
 
     if _cuda_really_available(name):
         pytest.skip("CUDA is really available here")
@@ -256,7 +256,7 @@ def test_cuda_where_it_does_not_load_is_a_device_error(name, store) -> None:
 
 
 # -- insightface-buffalo-l wiring ------------------------------------------------------------
-# The stand-in files are built by benchmark.pipeline.insightface_standin.
+# The stand-in files are built by benchmark.testing.insightface_standin.
 
 
 def buffalo_store(tmp_path: Path, assets: Path) -> AssetStore:
@@ -289,7 +289,7 @@ def no_network(monkeypatch) -> list:
 
 
 def test_missing_buffalo_files_are_an_asset_error_with_the_how_to(tmp_path: Path) -> None:
-    import benchmark.pipeline.recognize_insightface  # noqa: F401
+    import benchmark.pipeline.recognize.insightface_buffalo  # noqa: F401
 
     store = AssetStore(
         load_manifest(),
@@ -306,7 +306,7 @@ def test_missing_buffalo_files_are_an_asset_error_with_the_how_to(tmp_path: Path
 
 
 def test_insightface_not_installed_is_a_clear_error(tmp_path: Path, monkeypatch) -> None:
-    import benchmark.pipeline.recognize_insightface  # noqa: F401
+    import benchmark.pipeline.recognize.insightface_buffalo  # noqa: F401
 
     folder = tmp_path / "assets" / "models" / BUFFALO
     folder.mkdir(parents=True)
@@ -389,7 +389,7 @@ def test_importing_insightface_does_not_touch_the_network() -> None:
         "socket.socket.connect = refuse\n"
         "socket.getaddrinfo = refuse\n"
         "os.environ.pop('NO_ALBUMENTATIONS_UPDATE', None)\n"
-        "from benchmark.pipeline.recognize_insightface import import_insightface\n"
+        "from benchmark.pipeline.recognize.insightface_buffalo import import_insightface\n"
         "import_insightface()\n"
         "print('ATTEMPTS', len(attempts))\n"
     )

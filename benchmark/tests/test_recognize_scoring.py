@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from benchmark.metrics import paired_difference
-from benchmark.pipeline.recognize import image_id, score_scenario
-from benchmark.pipeline.recognize_types import Embedding, similarity_matrix
-from benchmark.protocols import Pair
+from benchmark.pipeline.recognize.pairing import Pair
+from benchmark.pipeline.recognize.stage import image_id, score_scenario
+from benchmark.pipeline.recognize.types import Embedding, similarity_matrix
 from benchmark.specs import load_scenarios
 from benchmark.stats import binomial_tail
 
@@ -143,7 +143,7 @@ def test_binomial_tail_exact() -> None:
 
 
 def test_reference_quirk_turns_every_255_into_0_only_when_asked() -> None:
-    from benchmark.pipeline.recognize import RecognizeParams, apply_quirks
+    from benchmark.pipeline.recognize.stage import RecognizeParams, apply_quirks
 
     image = np.array([[[255, 10, 255], [0, 255, 7]]], np.uint8)
     assert np.array_equal(apply_quirks(image, RecognizeParams()), image)

@@ -6,8 +6,8 @@ import tomllib
 
 import pytest
 
-from benchmark.pipeline.prep import PrepParams
-from benchmark.pipeline.prep_detectors import RetinaFaceCaffe
+from benchmark.pipeline.prep.detectors import RetinaFaceCaffe
+from benchmark.pipeline.prep.stage import PrepParams
 from benchmark.settings import fixtures_dir
 
 

@@ -19,7 +19,8 @@ import pytest
 import benchmark.cache
 from benchmark.cache import Cache
 from benchmark.datasets import Dataset, open_dataset
-from benchmark.pipeline.prep import Detection, PrepRun, PrepStage, run_prep
+from benchmark.pipeline.prep.stage import PrepRun, PrepStage, run_prep
+from benchmark.pipeline.prep.types import Detection
 
 pytestmark = pytest.mark.integration
 

@@ -22,16 +22,8 @@ from typing import ClassVar, Protocol
 
 import numpy as np
 
-from benchmark.errors import DmbenchError
+from benchmark.errors import MaskFailure
 from benchmark.pipeline.registry import Registry
-
-
-class MaskFailure(DmbenchError):
-    """A mask cannot be made for this crop; the stage records ``reason`` and writes nothing."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(reason)
 
 
 @dataclass(frozen=True)

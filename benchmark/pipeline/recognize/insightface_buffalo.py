@@ -34,8 +34,8 @@ import numpy as np
 from benchmark.assets import AssetStore
 from benchmark.device import check_device, check_session_device, onnx_providers
 from benchmark.errors import AssetError, DmbenchError
-from benchmark.pipeline.recognize_sface import as_bgr
-from benchmark.pipeline.recognize_types import EMBEDDERS, Embedding
+from benchmark.pipeline.recognize.sface import as_bgr
+from benchmark.pipeline.recognize.types import EMBEDDERS, Embedding
 
 ASSET = "insightface-buffalo-l"
 DETECTOR_FILE = "det_10g.onnx"

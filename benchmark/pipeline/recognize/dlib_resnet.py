@@ -26,8 +26,8 @@ import numpy as np
 from benchmark.assets import AssetStore
 from benchmark.device import check_device
 from benchmark.errors import DeviceError, DmbenchError
-from benchmark.pipeline.landmarks_dlib import as_uint8_image
-from benchmark.pipeline.recognize_types import EMBEDDERS, Embedding, faces_on_photos
+from benchmark.pipeline.common.landmarks_dlib import as_uint8_image
+from benchmark.pipeline.recognize.types import EMBEDDERS, Embedding, faces_on_photos
 
 ASSET = "dlib-face-recognition-models"
 PREDICTOR_5 = "models/shape_predictor_5_face_landmarks.dat"

@@ -34,7 +34,7 @@ from benchmark.imageio import (
     write_bytes_atomic,
     write_png_atomic,
 )
-from benchmark.pipeline.mask_types import (
+from benchmark.pipeline.mask.types import (
     CONTROLS,
     CUTS,
     RECONSTRUCTORS,
@@ -56,12 +56,12 @@ VARIANTS = ("overlay", "mask_only", "mask_only_black")
 def load_backends() -> None:
     """Register every mask backend whose dependencies are installed."""
     import_backends(
-        "mask_mediapipe",
-        "mask_render",
-        "mask_sfm",
-        "mask_cut_dlib",
-        "mask_ringnet",
-        "mask_controls",
+        "mask.mediapipe_fit",
+        "mask.render",
+        "mask.sfm_eos",
+        "mask.cut_dlib",
+        "mask.ringnet",
+        "mask.controls",
     )
 
 

@@ -24,7 +24,7 @@ from typing import ClassVar
 import numpy as np
 
 from benchmark.assets import AssetStore
-from benchmark.pipeline.mask_types import CONTROLS
+from benchmark.pipeline.mask.types import CONTROLS
 
 BLANK_GREY = 0.65  # the original renderer's albedo (REFERENCE.md), as a flat fill
 BLUR_SIGMA_PX = 8.0

@@ -38,10 +38,10 @@ import numpy as np
 from benchmark.assets import AssetStore
 from benchmark.device import check_device, check_session_device, onnx_providers
 from benchmark.errors import AssetError
-from benchmark.pipeline.landmarks_dlib import as_uint8_image
-from benchmark.pipeline.prep import Detection
-from benchmark.pipeline.prep_detectors import YuNet
-from benchmark.pipeline.recognize_types import EMBEDDERS, Embedding, faces_on_photos
+from benchmark.pipeline.common.landmarks_dlib import as_uint8_image
+from benchmark.pipeline.prep.detectors import YuNet
+from benchmark.pipeline.prep.types import Detection
+from benchmark.pipeline.recognize.types import EMBEDDERS, Embedding, faces_on_photos
 
 MIN_SCORE = 0.5
 SFACE_INPUT = (1, 3, 112, 112)

@@ -25,9 +25,9 @@ from benchmark.device import DevicePlan
 from benchmark.errors import DmbenchError, ImageReadError
 from benchmark.imageio import load_image
 from benchmark.metrics import bootstrap_interval, ranks_of_truth
-from benchmark.pipeline.recognize_types import EMBEDDERS, Embedder, Embedding, similarity_matrix
+from benchmark.pipeline.recognize.pairing import Pair
+from benchmark.pipeline.recognize.types import EMBEDDERS, Embedder, Embedding, similarity_matrix
 from benchmark.pipeline.registry import import_backends
-from benchmark.protocols import Pair
 from benchmark.runfolder import contained, read_table
 from benchmark.specs import Scenario
 
@@ -37,7 +37,7 @@ CMC_DEPTH = 20
 
 def load_embedders() -> None:
     """Register every recogniser whose dependencies are installed."""
-    import_backends("recognize_sface", "recognize_dlib", "recognize_insightface")
+    import_backends("recognize.sface", "recognize.dlib_resnet", "recognize.insightface_buffalo")
 
 
 @dataclass(frozen=True)

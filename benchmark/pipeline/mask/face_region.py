@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmark.pipeline.mediapipe_mesh import MESH_POINTS
+from benchmark.pipeline.common.mediapipe_mesh import MESH_POINTS
 
 FOREHEAD_POINTS = 13  # as the original's model: points 69-81 of dlib-81
 

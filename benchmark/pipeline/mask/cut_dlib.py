@@ -19,8 +19,8 @@ import numpy as np
 from benchmark.assets import AssetStore
 from benchmark.device import check_device
 from benchmark.errors import DeviceError
-from benchmark.pipeline.landmarks_dlib import DlibLandmarker
-from benchmark.pipeline.mask_types import CUTS, FaceMesh, hull_region
+from benchmark.pipeline.common.landmarks_dlib import DlibLandmarker
+from benchmark.pipeline.mask.types import CUTS, FaceMesh, hull_region
 
 DLIB_81 = "shape_predictor_81_face_landmarks.dat"
 

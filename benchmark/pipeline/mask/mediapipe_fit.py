@@ -24,17 +24,17 @@ import numpy as np
 
 from benchmark.assets import AssetStore
 from benchmark.meshes import read_obj
-from benchmark.pipeline import face_region
-from benchmark.pipeline.face_region import mesh_forehead_polygon
-from benchmark.pipeline.mask_types import (
+from benchmark.pipeline.common.mediapipe_mesh import ASSETS as MEDIAPIPE_ASSETS
+from benchmark.pipeline.common.mediapipe_mesh import MediaPipeFaceMesh
+from benchmark.pipeline.mask import face_region
+from benchmark.pipeline.mask.face_region import mesh_forehead_polygon
+from benchmark.pipeline.mask.types import (
     CUTS,
     RECONSTRUCTORS,
     FaceMesh,
     MaskFailure,
     hull_region,
 )
-from benchmark.pipeline.mediapipe_mesh import ASSETS as MEDIAPIPE_ASSETS
-from benchmark.pipeline.mediapipe_mesh import MediaPipeFaceMesh
 
 
 def _one_face(mesh: MediaPipeFaceMesh, crop: np.ndarray) -> np.ndarray:

@@ -32,7 +32,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from benchmark.datasets import keyed_rng, natural_key
-from benchmark.pipeline.prep import Selection
+from benchmark.pipeline.prep.types import Selection
 
 PROTOCOLS = ("same-session", "cross-session")
 IDENTITY_RULES = ("usable-sessions", "all-sessions")

@@ -18,14 +18,13 @@ import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any
 
 import numpy as np
 
 from benchmark import __version__
 from benchmark.assets import AssetStore
 from benchmark.cache import Cache, cache_key
-from benchmark.calibration import check_calibrated_model, rule_for
 from benchmark.datasets import Dataset, Frame, natural_key
 from benchmark.device import DevicePlan
 from benchmark.errors import DmbenchError, ImageReadError, RunTableError
@@ -39,44 +38,17 @@ from benchmark.imageio import (
     load_image,
     write_png_atomic,
 )
-from benchmark.pipeline.registry import Registry
+from benchmark.pipeline.prep.rules import check_calibrated_model, rule_for
+from benchmark.pipeline.prep.types import (
+    DETECTORS,
+    POSES,
+    FaceDetector,
+    PoseEstimator,
+    Selection,
+)
 from benchmark.runfolder import check_names, inside, read_table
 
 STAGE = "prep"
-
-
-@dataclass(frozen=True)
-class Detection:
-    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in pixels
-    score: float
-    landmarks: tuple[tuple[float, float], ...] = ()
-
-
-@dataclass(frozen=True)
-class Pose:
-    yaw: float  # + : nose towards the image's left (the PFLD formula's sign)
-    pitch: float  # + : looking down
-    roll: float  # + : clockwise on screen (the image-left eye higher)
-
-
-class FaceDetector(Protocol):
-    name: ClassVar[str]
-    assets: ClassVar[tuple[str, ...]]
-
-    def detect(self, rgb: np.ndarray) -> list[Detection]:
-        """All faces with score ≥ a low floor (≤ 0.1), best first."""
-
-
-class PoseEstimator(Protocol):
-    name: ClassVar[str]
-    assets: ClassVar[tuple[str, ...]]
-
-    def estimate(self, rgb: np.ndarray, box_xywh: tuple[int, int, int, int]) -> Pose | None:
-        """Head pose of the face in the box, or None when no landmarks can be found."""
-
-
-DETECTORS: Registry[FaceDetector] = Registry("prep.detector")
-POSES: Registry[PoseEstimator] = Registry("prep.pose")
 
 
 @dataclass(frozen=True)
@@ -191,7 +163,8 @@ class PrepStage:
         params: PrepParams | None = None,
         cache: Cache | None = None,
     ) -> PrepStage:
-        from benchmark.pipeline import prep_detectors, prep_pose  # noqa: F401 - registers
+        from benchmark.pipeline.prep import detectors as prep_detectors  # noqa: F401 - registers
+        from benchmark.pipeline.prep import pose as prep_pose  # noqa: F401 - registers
 
         store = store or AssetStore()
         return cls(
@@ -319,14 +292,6 @@ class PrepStage:
 
 
 # -- selection --------------------------------------------------------------------
-@dataclass(frozen=True)
-class Selection:
-    identity: str
-    session: str
-    database: str  # frame uid
-    query: str  # frame uid (the same frame when a session has a single photo)
-
-
 def select_frames(
     results: list[FrameResult], seed: int = 42, single_frame_sessions: bool = False
 ) -> list[Selection]:

@@ -105,7 +105,7 @@ import numpy as np
 
 from benchmark.device import check_device
 from benchmark.errors import DeviceError, DmbenchError
-from benchmark.pipeline.mask_types import RENDERERS, FaceMesh, MaskFailure, Rendering
+from benchmark.pipeline.mask.types import RENDERERS, FaceMesh, MaskFailure, Rendering
 
 ORIGINAL_FOCAL = 50000.0  # renderer.get_original: flength
 ORIGINAL_CROP = 224  # RingNet's input size; the focal length scales with size / 224

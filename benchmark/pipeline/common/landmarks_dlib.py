@@ -16,8 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.errors import AssetError, DmbenchError
-from benchmark.pipeline.mask_types import MaskFailure
+from benchmark.errors import AssetError, DmbenchError, MaskFailure
 
 
 def as_uint8_image(image: np.ndarray) -> np.ndarray:

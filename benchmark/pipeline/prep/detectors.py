@@ -16,7 +16,7 @@ import numpy as np
 
 from benchmark.assets import AssetStore
 from benchmark.device import opencv_dnn_target
-from benchmark.pipeline.prep import DETECTORS, Detection
+from benchmark.pipeline.prep.types import DETECTORS, Detection
 
 # Detections below this score are never needed: the one-face rule looks at ≥ 0.1.
 SCORE_FLOOR = 0.05

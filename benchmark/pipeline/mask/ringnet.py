@@ -57,7 +57,7 @@ from benchmark.device import check_device, check_session_device, onnx_providers
 from benchmark.errors import AssetError, DeviceError, DmbenchError
 from benchmark.imageio import write_bytes_atomic
 from benchmark.meshes import read_ply
-from benchmark.pipeline.mask_types import RECONSTRUCTORS, FaceMesh, MaskFailure
+from benchmark.pipeline.mask.types import RECONSTRUCTORS, FaceMesh, MaskFailure
 
 ASSET = "ringnet"
 CHECKPOINT = "ring_6_68641"

@@ -44,6 +44,7 @@ import numpy as np
 
 from benchmark.errors import MissingDependencyError
 from benchmark.geometry import SquareBox, detection_to_xywh, square_box, square_patch
+from benchmark.torch_weights import state_dict_in
 
 if TYPE_CHECKING:
     import torch
@@ -305,28 +306,7 @@ def _resolve_device(device: str) -> torch.device:
 
 def extract_state_dict(obj: object, path: Path) -> Mapping[str, Any]:
     """Accept upstream's ``{'plfd_backbone': state_dict, ...}`` or a bare state dict."""
-    torch = import_torch()
-    if not isinstance(obj, Mapping):
-        raise ValueError(f"{path}: expected a dict checkpoint, got {type(obj).__name__}")
-
-    def is_state_dict(state: object) -> bool:
-        return (
-            isinstance(state, Mapping)
-            and bool(state)
-            and all(isinstance(v, torch.Tensor) for v in state.values())
-        )
-
-    if CHECKPOINT_KEY in obj:
-        state = obj[CHECKPOINT_KEY]
-        if not is_state_dict(state):
-            raise ValueError(f"{path}: {CHECKPOINT_KEY!r} is not a state dict of tensors")
-        return state
-    if is_state_dict(obj):
-        return obj
-    raise ValueError(
-        f"{path}: no {CHECKPOINT_KEY!r} entry and not a bare state dict "
-        f"(top-level keys: {sorted(map(str, obj))[:10]})"
-    )
+    return state_dict_in(obj, str(path), import_torch().Tensor, CHECKPOINT_KEY)
 
 
 class PfldLandmarker:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.pipeline.mask_ringnet import (
+from benchmark.pipeline.mask.ringnet import (
     CHECKPOINT,
     IMG_SIZE,
     INPUT_PLACEHOLDER,

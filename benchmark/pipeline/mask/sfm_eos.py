@@ -42,8 +42,8 @@ import numpy as np
 from benchmark.assets import AssetStore
 from benchmark.device import check_device
 from benchmark.errors import DeviceError, DmbenchError
-from benchmark.pipeline.landmarks_dlib import DlibLandmarker, as_uint8_image
-from benchmark.pipeline.mask_types import RECONSTRUCTORS, FaceMesh, MaskFailure
+from benchmark.pipeline.common.landmarks_dlib import DlibLandmarker, as_uint8_image
+from benchmark.pipeline.mask.types import RECONSTRUCTORS, FaceMesh, MaskFailure
 
 SFM_SHAPE = "sfm_shape_3448.bin"
 SFM_BLENDSHAPES = "expression_blendshapes_3448.bin"

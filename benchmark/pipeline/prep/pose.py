@@ -6,7 +6,7 @@
   conventions of the original's PFLD formulas (see ``Pose``), which
   ``test_prep_pose.py`` checks on rotated synthetic faces.
 * ``pfld``: the original's PFLD-98 network (user-supplied checkpoint) and its
-  yaw/pitch/roll formulas (``benchmark.pipeline.pfld``).
+  yaw/pitch/roll formulas (``benchmark.pipeline.prep.pfld``).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from benchmark.assets import AssetStore
 from benchmark.device import check_device
 from benchmark.geometry import square_box, square_patch
 from benchmark.meshes import read_obj
-from benchmark.pipeline.mediapipe_mesh import ASSETS as MEDIAPIPE_ASSETS
-from benchmark.pipeline.mediapipe_mesh import MediaPipeFaceMesh
-from benchmark.pipeline.prep import POSES, Pose
+from benchmark.pipeline.common.mediapipe_mesh import ASSETS as MEDIAPIPE_ASSETS
+from benchmark.pipeline.common.mediapipe_mesh import MediaPipeFaceMesh
+from benchmark.pipeline.prep.types import POSES, Pose
 
 # MediaPipe face-mesh indices standing in for the WFLW-98 points the PFLD formulas
 # use: 1/31 (face contour at eye height, image left/right), 51 (top of the nose
@@ -110,13 +110,13 @@ class PfldPose:
     assets = ("pfld",)
 
     def __init__(self, store: AssetStore, device: str = "cpu") -> None:
-        from benchmark.pipeline.pfld import import_torch, load_pfld
+        from benchmark.pipeline.prep.pfld import import_torch, load_pfld
 
         import_torch()  # the missing package first: it is a pip away
         self.landmarker = load_pfld(store.file("pfld"), device=check_device(device))
 
     def estimate(self, rgb: np.ndarray, box_xywh: tuple[int, int, int, int]) -> Pose | None:
-        from benchmark.pipeline.pfld import pose_from_wflw98, square_crop_112
+        from benchmark.pipeline.prep.pfld import pose_from_wflw98, square_crop_112
 
         x, y, w, h = box_xywh
         crop, _ = square_crop_112(rgb, (x, y, x + w, y + h))

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.assets import Asset, load_manifest
-from benchmark.pipeline.recognize_insightface import ASSET, DETECTOR_FILE, RECOGNIZER_FILE
+from benchmark.pipeline.recognize.insightface_buffalo import ASSET, DETECTOR_FILE, RECOGNIZER_FILE
 
 # SCRFD-10G (det_10g.onnx), as insightface 0.7.3 and public inspections of the file describe
 # it: input 'input.1' [1, 3, '?', '?'] (dynamic H, W); 9 outputs, scores / box distances /

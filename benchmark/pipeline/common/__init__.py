@@ -1,0 +1,1 @@
+"""Model helpers shared by several stages (dlib landmarks, the MediaPipe mesh)."""

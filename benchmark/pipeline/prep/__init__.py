@@ -1,0 +1,1 @@
+"""The prep stage: detect, keep frames with one confident near-frontal face, crop, select."""

@@ -1,0 +1,1 @@
+"""The recognize stage: embed every image, match queries to the database."""
