@@ -54,7 +54,8 @@ def reproduce(session: nox.Session) -> None:
     if "--out" not in args:
         args += ["--out", out]
     env = _env(session)
-    session.run("dmbench", "reproduce", *args, env=env)
+    # Exit 1 means a claim does not hold: the claims below say which, so go on to them.
+    session.run("dmbench", "reproduce", *args, env=env, success_codes=[0, 1])
     env["DMBENCH_RESULTS"] = str(Path(out) / "results.json")
     env["DMBENCH_CLAIMS_PROFILE"] = profile
     session.run(
@@ -65,7 +66,7 @@ def reproduce(session: nox.Session) -> None:
         "no:cacheprovider",
         "benchmark/test_claims.py",
         "-k",
-        "claim_rank1",
+        "claim_rank1 or default_run_numbers",
         env=env,
     )
 

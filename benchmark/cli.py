@@ -10,12 +10,11 @@ from pathlib import Path
 from benchmark import __version__
 from benchmark.cache import STAGES
 from benchmark.device import DevicePlan
-from benchmark.errors import DmbenchError
+from benchmark.errors import DmbenchError, UsageError
 
 
 def cmd_assets(args: argparse.Namespace) -> int:
     from benchmark.assets import AssetStore
-    from benchmark.errors import AssetError
 
     usage = {
         "fetch": "dmbench assets fetch NAME",
@@ -25,7 +24,7 @@ def cmd_assets(args: argparse.Namespace) -> int:
     needs_path = args.action == "import"
     if usage and (not args.name or (needs_path and not args.path)):
         lacking = "NAME" if not args.name else "PATH"
-        raise AssetError(f"`assets {args.action}` needs {lacking}; usage: {usage}")
+        raise UsageError(f"`assets {args.action}` needs {lacking}; usage: {usage}")
 
     store = AssetStore()
     if args.action == "list":
@@ -78,7 +77,7 @@ def cmd_assets(args: argparse.Namespace) -> int:
         return 0
     if args.action == "convert":
         if args.name != "ringnet":
-            raise DmbenchError("only 'ringnet' is converted (to ONNX, for ringnet-onnx)")
+            raise UsageError("only 'ringnet' is converted (to ONNX, for ringnet-onnx)")
         from benchmark.pipeline.mask.ringnet import convert_to_onnx
 
         path, record = convert_to_onnx(store, Path(args.path) if args.path else None)
@@ -87,7 +86,7 @@ def cmd_assets(args: argparse.Namespace) -> int:
             f"and onnxruntime vertices differ by at most {record['max_abs_vertex_diff_m']:.1e} m"
         )
         return 0
-    raise DmbenchError(f"unknown assets action {args.action}")
+    raise UsageError(f"unknown assets action {args.action}")
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -132,7 +131,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
     if args.stage is None and not args.yes:
         what = f"every cached intermediate in {cache.root}"
         if not sys.stdin.isatty():
-            raise DmbenchError(f"`cache clear` would delete {what}; add --yes to confirm")
+            raise UsageError(f"`cache clear` would delete {what}; add --yes to confirm")
         try:
             answer = input(f"Delete {what}? [y/N] ")
         except EOFError:  # Ctrl-D: no
@@ -148,6 +147,7 @@ def _prep(args: argparse.Namespace, dataset_spec: str, out: Path):
     from benchmark.assets import AssetStore
     from benchmark.cache import Cache
     from benchmark.datasets import resolve_dataset
+    from benchmark.imageio import ensure_folder
     from benchmark.pipeline.prep.stage import PrepParams, PrepStage, run_prep
     from benchmark.pipeline.recognize.pairing import MIN_SESSIONS
 
@@ -171,6 +171,8 @@ def _prep(args: argparse.Namespace, dataset_spec: str, out: Path):
         params=params,
         cache=Cache(enabled=not args.no_cache),
     )
+    # Made (and found writable) only once the data and the models are known to be usable.
+    out = ensure_folder(out, "--out folder")
     run = run_prep(dataset, out, stage, progress=not args.quiet, lazy=args.selection == "lazy")
     counts = run.counts()
     print(
@@ -186,9 +188,7 @@ def _prep(args: argparse.Namespace, dataset_spec: str, out: Path):
 
 
 def cmd_prep(args: argparse.Namespace) -> int:
-    from benchmark.imageio import ensure_folder
-
-    _prep(args, args.dataset, ensure_folder(Path(args.out), "--out folder"))
+    _prep(args, args.dataset, Path(args.out))
     return 0
 
 
@@ -293,11 +293,17 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                 f"{100 * c['difference']:+.1f} points [{100 * lo:+.1f}, {100 * hi:+.1f}]"
             )
     print("claims:")
+    failed = []
     for claim, case, verdict, judgement in claim_judgements(results):
         print(
             f"  [{OUTCOME_WORDS[judgement.outcome].strip('*')}] {claim.id} ({case}): "
             f"{verdict.measured}"
         )
+        if judgement.outcome == "fail":  # a recorded finding is "xfail", not a failure
+            failed.append(f"{claim.id} ({case})")
+    if failed:
+        print(f"dmbench: {len(failed)} claim(s) do not hold: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -482,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except DmbenchError as exc:
         print(f"dmbench: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         print("dmbench: interrupted; finished work is in the cache", file=sys.stderr)
         return 130

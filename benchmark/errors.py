@@ -2,7 +2,20 @@
 
 
 class DmbenchError(Exception):
-    """Base class: the CLI prints these as one clear message and exits non-zero."""
+    """Base class: the CLI prints these as one clear message and exits with ``exit_code``.
+
+    Exit codes (``dmbench``): 0 ok; 1 a claim that is not a recorded finding fails; 2 a
+    usage error (``UsageError``, argparse); 3 an asset, data, input or environment error
+    (every other ``DmbenchError``)."""
+
+    exit_code = 3
+
+
+class UsageError(DmbenchError):
+    """The command was asked for something it cannot mean (a missing argument, an unknown
+    backend name, a count below one, an unconfirmed destructive action)."""
+
+    exit_code = 2
 
 
 class AssetError(DmbenchError):

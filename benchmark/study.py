@@ -5,6 +5,7 @@ Every stage goes through the cache, so a second run only re-reads intermediates.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import platform
@@ -20,7 +21,7 @@ from benchmark.assets import AssetStore
 from benchmark.cache import Cache
 from benchmark.datasets import Dataset, fetch_dataset, resolve_dataset
 from benchmark.device import DevicePlan
-from benchmark.errors import DmbenchError
+from benchmark.errors import DmbenchError, UsageError
 from benchmark.imageio import write_bytes_atomic
 from benchmark.leakage import probe_mask_run
 from benchmark.metrics import paired_difference
@@ -74,6 +75,26 @@ class StudyResults:
     environment: dict[str, Any]
     hits: dict[str, dict[str, int]] = field(default_factory=dict)
     control_comparisons: list[dict[str, Any]] = field(default_factory=list)
+
+    def number_digests(self) -> dict[str, str]:
+        """sha256 of each part of what the run measured (canonical JSON): everything but
+        timings, the environment and the folder the data lay in. Two runs with equal
+        digests gave exactly the same numbers (a code move must not change one)."""
+        config = {k: v for k, v in self.config.items() if k != "data"}
+        parts = {
+            "config": config,
+            "scenarios": self.scenarios,
+            "hits": self.hits,
+            "control_comparisons": self.control_comparisons,
+            "leakage": self.leakage,
+            "counts": self.counts,
+        }
+        return {
+            name: hashlib.sha256(
+                json.dumps(part, sort_keys=True, separators=(",", ":")).encode()
+            ).hexdigest()
+            for name, part in parts.items()
+        }
 
     def find(
         self,
@@ -368,7 +389,7 @@ def run_study(
     timings: dict[str, float] = {}
     target = options.identities if options.identities is not None else profile.identities
     if target is not None and target < 1:
-        raise DmbenchError(f"identities must be at least 1, not {target}")
+        raise UsageError(f"identities must be at least 1, not {target}")
     spec = options.data or profile.dataset
 
     if spec == "lfw" and not offline():

@@ -108,3 +108,33 @@ def test_claim_rank1(claim, embedder, reconstruct, key) -> None:
     if judgement.outcome == "fail":
         pytest.fail(judgement.message)
     assert judgement.outcome == "pass", judgement
+
+
+RECORDED_NUMBERS = Path(__file__).resolve().parent.parent / "fixtures" / "default_run_numbers.json"
+
+
+@pytest.mark.claim
+def test_default_run_numbers_unchanged() -> None:
+    """A finished default run (``nox -s reproduce`` sets ``DMBENCH_RESULTS``) gives exactly
+    the recorded numbers: a refactor, a move or a new dependency must not change one. A
+    change meant to change them updates ``fixtures/default_run_numbers.json`` and says why."""
+    import json
+
+    recorded = json.loads(RECORDED_NUMBERS.read_text())
+    given = os.environ.get("DMBENCH_RESULTS")
+    if not given:
+        pytest.skip("judges a finished run: set DMBENCH_RESULTS (nox -s reproduce does)")
+    results = load_results(Path(given))
+    profile = PROFILES[recorded["profile"]]
+    if results.profile != profile.name or not is_default_run(results, profile):
+        pytest.skip(f"the recorded numbers are of the default {profile.name} run")
+    changed = {
+        part: (digest, recorded["digests"].get(part))
+        for part, digest in results.number_digests().items()
+        if digest != recorded["digests"].get(part)
+    }
+    assert not changed, (
+        f"the default run's numbers changed in {sorted(changed)} "
+        f"(recorded {recorded['recorded']}; outcome then: {recorded['outcome']}, now: "
+        f"{results.counts['draw']['outcome']})"
+    )

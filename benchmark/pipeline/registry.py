@@ -11,7 +11,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from benchmark.errors import DmbenchError
+from benchmark.errors import UsageError
 
 T = TypeVar("T")
 
@@ -40,7 +40,7 @@ class Registry(Generic[T]):
     def cls(self, name: str | None) -> type[T]:
         name = name or self.default
         if name not in self._classes:
-            raise DmbenchError(
+            raise UsageError(
                 f"unknown {self.role} backend '{name}'; choose one of: {', '.join(self.names())}"
             )
         return self._classes[name]

@@ -166,3 +166,20 @@ def test_no_claim_passes_on_a_run_where_every_mask_failed(
     failed_masks = int(re.search(r"(\d+) had failed masks", str(info.value))[1])
     assert failed_masks > 0, str(info.value)
     assert not (tmp_path / "run" / "results.json").exists()
+
+
+def test_number_digests_see_every_number_but_not_timings_or_the_data_folder() -> None:
+    """What test_default_run_numbers_unchanged compares: one changed rank-1 changes the
+    scenarios' digest; timings, the environment and where the data lay do not count."""
+    base = _results(555, {"Face2Face": 546})
+    digests = base.number_digests()
+    moved = replace(base, timings={"prep_s": 1.0}, environment={"python": "9.9"})
+    moved.config = {**base.config, "data": "/elsewhere"}
+    assert moved.number_digests() == digests
+    changed = replace(base, scenarios=[dict(row) for row in base.scenarios])
+    changed.scenarios[0]["rank1"] += 1e-12
+    after = changed.number_digests()
+    assert after["scenarios"] != digests["scenarios"]
+    assert {k: v for k, v in after.items() if k != "scenarios"} == {
+        k: v for k, v in digests.items() if k != "scenarios"
+    }

@@ -488,7 +488,7 @@ def test_a_folder_without_images_is_an_error_in_the_cli(
     if content == "no images":
         for rel in ("Alice/notes.txt", "Bob/clip/readme.md", "list.csv"):
             _touch(root / rel)
-    assert main(["data", "info", str(root)]) == 2
+    assert main(["data", "info", str(root)]) == 3
     err = capsys.readouterr().err
     assert err.startswith(f"dmbench: error: {root}: not a dataset layout dmbench can read")
     assert "no usable image" in err

@@ -93,10 +93,10 @@ def test_cli_prep_says_what_it_did(lfw, tmp_path: Path, capsys) -> None:
 
 def test_cli_errors_are_one_clear_line(tmp_path: Path, capsys) -> None:
     (tmp_path / "empty").mkdir()
-    assert main(["prep", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
+    assert main(["prep", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 3
     err = capsys.readouterr().err
     assert err.startswith("dmbench: error:") and "not a dataset layout" in err
-    assert main(["assets", "fetch", "ringnet"]) == 2
+    assert main(["assets", "fetch", "ringnet"]) == 3
     assert "ringnet" in capsys.readouterr().err.lower()
     assert (
         main(
@@ -104,12 +104,12 @@ def test_cli_errors_are_one_clear_line(tmp_path: Path, capsys) -> None:
                 "prep",
                 str(tmp_path / "empty"),
                 "--out",
-                "x",
+                str(tmp_path / "x"),
                 "--device",
                 "cuda",
                 "--detector",
                 "yunet",
             ]
         )
-        == 2
+        == 3
     )

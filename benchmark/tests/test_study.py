@@ -148,7 +148,7 @@ def test_cli_reproduce_writes_report_and_judges_claims(lfw, tmp_path: Path, caps
 
 
 def test_paper_profile_names_every_missing_asset(capsys) -> None:
-    assert main(["reproduce", "--profile", "paper"]) == 2
+    assert main(["reproduce", "--profile", "paper"]) == 3
     err = capsys.readouterr().err
     for name in ("youtube-faces", "pfld", "ringnet", "dlib-81", "insightface-buffalo-l"):
         assert name in err
@@ -165,3 +165,22 @@ def test_report_shows_a_companion_profiles_claims_beside_its_own(small_study, tm
     rows = [line for line in first_table.splitlines() if line.startswith("| ") and "`" in line]
     profile = load_profiles()["lfw"]
     assert len(rows) == 4 * len(profile.embedders) * len(profile.reconstruct)
+
+
+def test_reproduce_exits_1_when_a_claim_fails(lfw, tmp_path: Path, capsys, monkeypatch) -> None:
+    """Exit codes: a failing claim (not a recorded finding) makes `reproduce` exit 1; a
+    recorded finding ("xfail") or a claim not judged at this n does not."""
+    import benchmark.report
+    from benchmark.claims import Judgement
+
+    real = benchmark.report.claim_judgements
+
+    def one_fails(results):
+        rows = list(real(results))
+        claim, case, verdict, _ = rows[0]
+        return [(claim, case, verdict, Judgement("fail", "made to fail")), *rows[1:]]
+
+    monkeypatch.setattr(benchmark.report, "claim_judgements", one_fails)
+    argv = ["reproduce", "--identities", "12", "--out", str(tmp_path / "r"), "--quiet"]
+    assert main(argv) == 1
+    assert "claim(s) do not hold" in capsys.readouterr().err
