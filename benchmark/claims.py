@@ -7,6 +7,7 @@ is only judged where it has power: a verdict on too few identities is no verdict
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -242,3 +243,44 @@ def is_default_run(results: Any, profile: Any) -> bool:
     """Whether a run asked for the profile's own number of identities (claims are judged
     strictly there: an n below a claim's minimum fails)."""
     return results.config["profile"]["identities"] == profile.identities
+
+
+def claim_judgements(results, claims_of: str | None = None) -> list[tuple[Any, str, Any, Any]]:
+    """(claim, case, verdict, judgement) of every claim of the run's profile (or of the
+    profile ``claims_of``: paper-fixed is read against the paper's claims), judged as the
+    claim tests judge them."""
+    from benchmark.specs import load_claims, load_profiles
+
+    profiles = load_profiles()
+    own = profiles[results.profile]
+    claims_profile = profiles[claims_of or own.extra.get("claims_from", own.name)]
+    default_run = is_default_run(results, profiles[results.profile])
+    out = []
+    for claim, embedder, reconstruct, case in claim_cases(claims_profile, load_claims()):
+        try:
+            source = source_of(results, reconstruct)
+        except KeyError:
+            source = "missing"
+        verdict = verdict_for(claim, results, embedder, source)
+        out.append((claim, case, verdict, judge(claim, verdict, default_run, case)))
+    return out
+
+
+def claim_records(results: Any) -> list[dict[str, Any]]:
+    """The run's claim verdicts as results.json stores them (computed once, by the study;
+    the CLI and the report read them from there)."""
+    return [
+        {
+            "claim": claim.id,
+            "case": case,
+            "statement": claim.statement,
+            "citation": claim.citation,
+            "min_n": claim.min_n,
+            "outcome": judgement.outcome,
+            "measured": verdict.measured,
+            "value": verdict.value if math.isfinite(verdict.value) else None,
+            "n": verdict.n,
+            "message": judgement.message,
+        }
+        for claim, case, verdict, judgement in claim_judgements(results)
+    ]

@@ -242,7 +242,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     """The main job: the whole study on a profile, its report, and its claims."""
     from benchmark.assets import AssetStore
     from benchmark.imageio import ensure_folder
-    from benchmark.report import OUTCOME_WORDS, claim_judgements, write_report
+    from benchmark.report import OUTCOME_WORDS, write_report
     from benchmark.specs import load_profiles
     from benchmark.study import StudyOptions, load_results, missing_assets, run_study
 
@@ -265,6 +265,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         use_cache=not args.no_cache,
         progress=not args.quiet,
         lazy_selection=args.selection == "lazy",
+        command=("dmbench", *sys.argv[1:]) if args.argv is None else ("dmbench", *args.argv),
     )
     results = run_study(profile, out, options, store)
     companions = tuple(
@@ -294,16 +295,37 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             )
     print("claims:")
     failed = []
-    for claim, case, verdict, judgement in claim_judgements(results):
+    for record in results.claims:  # judged once, by the study, and stored in results.json
         print(
-            f"  [{OUTCOME_WORDS[judgement.outcome].strip('*')}] {claim.id} ({case}): "
-            f"{verdict.measured}"
+            f"  [{OUTCOME_WORDS[record['outcome']].strip('*')}] {record['claim']} "
+            f"({record['case']}): {record['measured']}"
         )
-        if judgement.outcome == "fail":  # a recorded finding is "xfail", not a failure
-            failed.append(f"{claim.id} ({case})")
+        if record["outcome"] == "fail":  # a recorded finding is "xfail", not a failure
+            failed.append(f"{record['claim']} ({record['case']})")
     if failed:
         print(f"dmbench: {len(failed)} claim(s) do not hold: {', '.join(failed)}", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """report.md (and its figures) again from a finished results.json; nothing is re-run."""
+    from benchmark.report import write_report
+    from benchmark.study import load_results
+
+    path = Path(args.results)
+    if not path.is_file():
+        raise DmbenchError(f"{path}: no such results file (written by `dmbench reproduce`)")
+    try:
+        results = load_results(path)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise DmbenchError(f"{path}: not a dmbench results.json ({exc})") from exc
+    companions = tuple(
+        load_results(path.parent.parent / other / "results.json")
+        for other in PAPER_TWINS.get(results.profile, ())
+        if (path.parent.parent / other / "results.json").exists()
+    )
+    print(f"report: {write_report(results, path.parent, companions)}")
     return 0
 
 
@@ -470,6 +492,10 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--no-cache", action="store_true")
     reproduce.add_argument("--quiet", action="store_true")
     reproduce.set_defaults(func=cmd_reproduce)
+
+    report = sub.add_parser("report", help="render report.md again from a results.json")
+    report.add_argument("results", help="a results.json written by `dmbench reproduce`")
+    report.set_defaults(func=cmd_report)
     return parser
 
 
@@ -484,6 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = _one_line_warning
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = argv  # the command line as given (None: sys.argv), for results.json
     try:
         return args.func(args)
     except DmbenchError as exc:

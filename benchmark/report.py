@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from benchmark.claims import claim_records
 from benchmark.imageio import write_bytes_atomic
 from benchmark.pipeline.mask.stage import VARIANTS, MaskRun
 
@@ -207,26 +208,10 @@ def cmc_chart(results, out: Path) -> Path:
     return _save(plt, fig, out)
 
 
-def claim_judgements(results, claims_of: str | None = None) -> list[tuple[Any, str, Any, Any]]:
-    """(claim, case, verdict, judgement) of every claim of the run's profile (or of the
-    profile ``claims_of``: paper-fixed is read against the paper's claims), judged as the
-    claim tests judge them."""
-    from benchmark.claims import claim_cases, is_default_run, judge, source_of, verdict_for
-    from benchmark.specs import load_claims, load_profiles
-
-    profiles = load_profiles()
-    own = profiles[results.profile]
-    claims_profile = profiles[claims_of or own.extra.get("claims_from", own.name)]
-    default_run = is_default_run(results, profiles[results.profile])
-    out = []
-    for claim, embedder, reconstruct, case in claim_cases(claims_profile, load_claims()):
-        try:
-            source = source_of(results, reconstruct)
-        except KeyError:
-            source = "missing"
-        verdict = verdict_for(claim, results, embedder, source)
-        out.append((claim, case, verdict, judge(claim, verdict, default_run, case)))
-    return out
+def stored_claims(results) -> list[dict[str, Any]]:
+    """The claim verdicts the study stored in results.json (judged there, once); a file
+    written before they were stored is judged now, the same way."""
+    return results.claims or claim_records(results)
 
 
 OUTCOME_WORDS = {
@@ -352,18 +337,18 @@ def write_report(results, out_dir: Path, companions: tuple = ()) -> Path:
         "| claim | case | min n | verdict | measured |",
         "|---|---|---|---|---|",
     ]
-    for claim, case, verdict, judgement in claim_judgements(results):
+    for record in stored_claims(results):
         lines.append(
-            f"| {claim.statement} | {case} | {claim.min_n} | "
-            f"{OUTCOME_WORDS[judgement.outcome]} | {verdict.measured} |"
+            f"| {record['statement']} | {record['case']} | {record.get('min_n', '')} | "
+            f"{OUTCOME_WORDS[record['outcome']]} | {record['measured']} |"
         )
     for other in companions:
         lines += ["", f"### Beside it: profile `{other.profile}`", ""]
         lines += ["| claim | case | verdict | measured |", "|---|---|---|---|"]
-        for claim, case, verdict, judgement in claim_judgements(other, results.profile):
+        for record in stored_claims(other):
             lines.append(
-                f"| {claim.statement} | {case} | {OUTCOME_WORDS[judgement.outcome]} | "
-                f"{verdict.measured} |"
+                f"| {record['statement']} | {record['case']} | "
+                f"{OUTCOME_WORDS[record['outcome']]} | {record['measured']} |"
             )
     lines += [
         "",

@@ -5,10 +5,12 @@ Every stage goes through the cache, so a second run only re-reads intermediates.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import math
 import platform
+import sys
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -19,6 +21,7 @@ from typing import Any
 from benchmark import __version__
 from benchmark.assets import AssetStore
 from benchmark.cache import Cache
+from benchmark.claims import claim_records
 from benchmark.datasets import Dataset, fetch_dataset, resolve_dataset
 from benchmark.device import DevicePlan
 from benchmark.errors import DmbenchError, UsageError
@@ -62,6 +65,7 @@ class StudyOptions:
     use_cache: bool = True
     progress: bool = True
     lazy_selection: bool = False  # see benchmark.pipeline.prep.stage.select_lazily
+    command: tuple[str, ...] = ()  # the command line, for results.json (default: sys.argv)
 
 
 @dataclass
@@ -75,6 +79,12 @@ class StudyResults:
     environment: dict[str, Any]
     hits: dict[str, dict[str, int]] = field(default_factory=dict)
     control_comparisons: list[dict[str, Any]] = field(default_factory=list)
+    # What made the file, and the claims judged once on it (benchmark/specs/results.schema.json).
+    schema_version: int = 0  # 0: written before the schema; the study writes RESULTS_SCHEMA
+    created: str = ""  # UTC, ISO 8601
+    git_commit: str = ""  # or "not a git checkout"
+    command: list[str] = field(default_factory=list)
+    claims: list[dict[str, Any]] = field(default_factory=list)
 
     def number_digests(self) -> dict[str, str]:
         """sha256 of each part of what the run measured (canonical JSON): everything but
@@ -132,6 +142,35 @@ class StudyResults:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StudyResults:
         return cls(**data)
+
+
+RESULTS_SCHEMA = 1  # the version of benchmark/specs/results.schema.json that a run writes
+
+
+def git_commit() -> str:
+    """The checkout's commit (``+dirty`` when files differ from it), or why there is none."""
+    import subprocess
+
+    from benchmark.settings import REPO_ROOT
+
+    if not (REPO_ROOT / ".git").exists():
+        return "not a git checkout"
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=20
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"unknown ({exc})"
+    if head.returncode != 0:
+        return "not a git checkout"
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def _environment(device: str) -> dict[str, Any]:
@@ -560,6 +599,11 @@ def run_study(
         hits,
     )
     results.control_comparisons = control_comparisons(results, pairs)
+    results.schema_version = RESULTS_SCHEMA
+    results.created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    results.git_commit = git_commit()
+    results.command = list(options.command) if options.command else list(sys.argv)
+    results.claims = claim_records(results)
     text = json.dumps(results.to_json(), indent=1, default=_json_default, allow_nan=False)
     write_bytes_atomic(out_dir / "results.json", text.encode())
     return results

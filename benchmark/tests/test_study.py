@@ -170,17 +170,58 @@ def test_report_shows_a_companion_profiles_claims_beside_its_own(small_study, tm
 def test_reproduce_exits_1_when_a_claim_fails(lfw, tmp_path: Path, capsys, monkeypatch) -> None:
     """Exit codes: a failing claim (not a recorded finding) makes `reproduce` exit 1; a
     recorded finding ("xfail") or a claim not judged at this n does not."""
-    import benchmark.report
+    import benchmark.claims
     from benchmark.claims import Judgement
 
-    real = benchmark.report.claim_judgements
+    real = benchmark.claims.claim_judgements
 
     def one_fails(results):
         rows = list(real(results))
         claim, case, verdict, _ = rows[0]
         return [(claim, case, verdict, Judgement("fail", "made to fail")), *rows[1:]]
 
-    monkeypatch.setattr(benchmark.report, "claim_judgements", one_fails)
+    monkeypatch.setattr(benchmark.claims, "claim_judgements", one_fails)
     argv = ["reproduce", "--identities", "12", "--out", str(tmp_path / "r"), "--quiet"]
     assert main(argv) == 1
     assert "claim(s) do not hold" in capsys.readouterr().err
+
+
+def test_results_json_follows_its_schema(small_study) -> None:
+    """results.json is described by benchmark/specs/results.schema.json: its version, when
+    and from which commit and command it was made, every stage's asset hashes and the
+    claims judged once by the study."""
+    import jsonschema
+
+    from benchmark.specs import SPEC_DIR
+    from benchmark.study import RESULTS_SCHEMA
+
+    schema = json.loads((SPEC_DIR / "results.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    _, out = small_study
+    data = json.loads((out / "results.json").read_text())
+    jsonschema.validate(data, schema, cls=jsonschema.Draft202012Validator)
+    assert (
+        data["schema_version"] == RESULTS_SCHEMA == schema["properties"]["schema_version"]["const"]
+    )
+    assert data["claims"] and {c["outcome"] for c in data["claims"]} <= {
+        "pass",
+        "fail",
+        "skip",
+        "xfail",
+    }
+    broken = dict(data, schema_version=RESULTS_SCHEMA + 1)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema, cls=jsonschema.Draft202012Validator)
+
+
+def test_report_command_renders_a_finished_run_again(small_study, tmp_path: Path, capsys) -> None:
+    import shutil
+
+    _, out = small_study
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("prep"))
+    (copy / "report.md").unlink(missing_ok=True)
+    assert main(["report", str(copy / "results.json")]) == 0
+    report = (copy / "report.md").read_text()
+    assert "## Claims" in report and "## Scenarios" in report
+    assert str(copy / "report.md") in capsys.readouterr().out
