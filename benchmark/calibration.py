@@ -193,7 +193,6 @@ def collect_scores(
 
     from benchmark.errors import ImageReadError
     from benchmark.imageio import load_image
-    from benchmark.pipeline.prep import detectors as prep_detectors  # noqa: F401 - registers the detectors
     from benchmark.pipeline.prep.types import DETECTORS
 
     detector = DETECTORS.create(detector_name, store=store, device="cpu")
@@ -416,7 +415,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from benchmark.assets import AssetStore
     from benchmark.datasets import resolve_dataset
-    from benchmark.pipeline.prep import detectors as prep_detectors  # noqa: F401 - registers the detectors
     from benchmark.pipeline.prep.types import DETECTORS
 
     parser = argparse.ArgumentParser(

@@ -386,8 +386,6 @@ def build_parser() -> argparse.ArgumentParser:
     cache.set_defaults(func=cmd_cache)
 
     def add_prep_options(p: argparse.ArgumentParser) -> None:
-        from benchmark.pipeline.prep import detectors as prep_detectors  # noqa: F401
-        from benchmark.pipeline.prep import pose as prep_pose  # noqa: F401
         from benchmark.pipeline.prep.stage import PrepParams
         from benchmark.pipeline.prep.types import DETECTORS, POSES
 
@@ -436,10 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     def add_mask_options(p: argparse.ArgumentParser) -> None:
-        from benchmark.pipeline.mask.stage import load_backends
         from benchmark.pipeline.mask.types import CONTROLS, CUTS, RECONSTRUCTORS, RENDERERS
 
-        load_backends()
         p.add_argument(
             "--reconstruct", default=RECONSTRUCTORS.default, choices=RECONSTRUCTORS.names()
         )

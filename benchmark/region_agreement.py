@@ -242,7 +242,6 @@ def _progress() -> bool:
 def run(store: AssetStore, cut_names: Sequence[str], calibrate: bool = True) -> dict:
     """The whole measurement on LFW-dev's kept crops, as the JSON written by ``main``."""
     from benchmark.pipeline.common.mediapipe_mesh import MediaPipeFaceMesh
-    from benchmark.pipeline.mask import mediapipe_fit as mask_mediapipe  # noqa: F401 - registers the cuts
 
     started = time.time()
     info: dict = {}

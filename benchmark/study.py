@@ -191,16 +191,10 @@ def _environment(device: str) -> dict[str, Any]:
 
 def device_map(profile: Profile, plan: DevicePlan) -> dict[str, str]:
     """Where each backend of the profile runs under ``plan`` (recorded with the results)."""
-    from benchmark.pipeline.mask.stage import load_backends
     from benchmark.pipeline.mask.types import CONTROLS, CUTS, RECONSTRUCTORS, RENDERERS
-    from benchmark.pipeline.prep import detectors as prep_detectors  # noqa: F401 - registers
-    from benchmark.pipeline.prep import pose as prep_pose  # noqa: F401 - registers
     from benchmark.pipeline.prep.types import DETECTORS, POSES
-    from benchmark.pipeline.recognize.stage import load_embedders
     from benchmark.pipeline.recognize.types import EMBEDDERS
 
-    load_backends()
-    load_embedders()
     roles = [
         (DETECTORS, [profile.detector]),
         (POSES, [profile.pose]),

@@ -1,30 +1,73 @@
 """Backends found by name: each stage role has one registry.
 
-A backend is a class with a ``name``, the ``assets`` it needs (manifest names) and a
-constructor ``(store, device)``. Registering is one decorator, so adding an
-anonymizer or a detector is one file.
+A registry is a map from a backend's name to where its class lives (``"module:Class"``)
+and the optional extra it needs, written in the stage's ``types.py``. Nothing is imported
+until a backend is asked for, so ``dmbench --help`` and ``dmbench list backends`` load no
+model library; a backend whose optional package is missing says which extra to install;
+an unknown name gets close-name suggestions.
+
+A backend class has a ``name``, the ``assets`` it needs (manifest names) and a constructor
+``(store, device)``. A plug-in registers a class it has already imported with
+``@REGISTRY.register(name)``; our own backends carry the same decorator, which the map
+checks (``test_specs.py``: every map entry names the class that registers under it).
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from benchmark.errors import UsageError
+from benchmark.errors import MissingDependencyError, UsageError
 
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class BackendPath:
+    """Where a backend lives, and the ``dmbench[extra]`` that installs what it imports."""
+
+    target: str  # "package.module:Class"
+    extra: str = ""
+
+    @property
+    def module(self) -> str:
+        return self.target.partition(":")[0]
+
+    @property
+    def qualname(self) -> str:
+        return self.target.partition(":")[2]
+
+
 class Registry(Generic[T]):
-    def __init__(self, role: str) -> None:
+    def __init__(
+        self,
+        role: str,
+        backends: Mapping[str, str | BackendPath] | None = None,
+        default: str | None = None,
+    ) -> None:
         self.role = role
+        self._paths: dict[str, BackendPath] = {
+            name: path if isinstance(path, BackendPath) else BackendPath(path)
+            for name, path in (backends or {}).items()
+        }
         self._classes: dict[str, type[T]] = {}
-        self.default: str | None = None
+        if default is not None and default not in self._paths:
+            raise ValueError(f"{role}: default backend '{default}' is not in the registry")
+        self.default = default
 
     def register(self, name: str, *, default: bool = False) -> Callable[[type[T]], type[T]]:
+        """Decorator: a class registers under ``name`` (a plug-in, or a backend of ours
+        that the map already names: it must be the class the map names)."""
+
         def decorate(cls: type[T]) -> type[T]:
-            if name in self._classes:
+            path = self._paths.get(name)
+            target = f"{cls.__module__}:{cls.__qualname__}"
+            if path is not None and path.target != target:
+                raise ValueError(f"{self.role}: '{name}' is {path.target} in the map, not {target}")
+            if name in self._classes and self._classes[name] is not cls:
                 raise ValueError(f"{self.role}: backend '{name}' registered twice")
             cls.name = name  # type: ignore[attr-defined]
             self._classes[name] = cls
@@ -35,15 +78,40 @@ class Registry(Generic[T]):
         return decorate
 
     def names(self) -> list[str]:
-        return sorted(self._classes)
+        return sorted(set(self._paths) | set(self._classes))
+
+    def path(self, name: str) -> BackendPath | None:
+        """Where a mapped backend lives (None for a plug-in registered by class)."""
+        return self._paths.get(name)
 
     def cls(self, name: str | None) -> type[T]:
+        """The backend's class, imported now; an unknown name or a missing optional
+        package is one clear error."""
         name = name or self.default
-        if name not in self._classes:
+        if name in self._classes:
+            return self._classes[name]
+        if name not in self._paths:
+            close = difflib.get_close_matches(str(name), self.names(), n=3, cutoff=0.5)
+            hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
             raise UsageError(
-                f"unknown {self.role} backend '{name}'; choose one of: {', '.join(self.names())}"
+                f"unknown {self.role} backend '{name}'{hint}; choose one of: "
+                f"{', '.join(self.names())}"
             )
-        return self._classes[name]
+        path = self._paths[name]
+        try:
+            module = importlib.import_module(path.module)
+        except ImportError as exc:
+            if exc.name is None or exc.name.split(".")[0] == "benchmark":
+                raise  # our own module is missing: a bug, not an extra to install
+            how = f"pip install 'dmbench[{path.extra}]'" if path.extra else "see README"
+            raise MissingDependencyError(
+                f"the {self.role} backend '{name}' needs the Python package '{exc.name}', "
+                f"which is not installed: {how}"
+            ) from exc
+        cls = getattr(module, path.qualname)
+        cls.name = name  # type: ignore[attr-defined]
+        self._classes[name] = cls
+        return cls
 
     def create(self, name: str | None, **kwargs: Any) -> T:
         """An instance; a ``DevicePlan`` given as ``device`` is resolved for this role."""
@@ -58,18 +126,3 @@ class Registry(Generic[T]):
         if isinstance(device, DevicePlan):
             return device.for_backend(self.role.split(".")[-1], self.cls(name))
         return str(device)
-
-
-def import_backends(*modules: str) -> None:
-    """Import the ``benchmark.pipeline`` modules that register backends.
-
-    A module whose optional third-party dependency is missing is skipped (its backends
-    are then simply not offered); a missing module of our own still raises.
-    """
-    for module in modules:
-        name = f"benchmark.pipeline.{module}"
-        try:
-            importlib.import_module(name)
-        except ImportError as exc:
-            if name in str(exc):
-                raise

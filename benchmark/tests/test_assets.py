@@ -60,18 +60,6 @@ def test_manifest_entry_is_complete(asset) -> None:
         assert all(e.urls for e in asset.files)
 
 
-def test_every_backend_declares_assets_that_exist() -> None:
-    from benchmark.pipeline.prep import detectors as prep_detectors  # noqa: F401
-    from benchmark.pipeline.prep import pose as prep_pose  # noqa: F401
-    from benchmark.pipeline.prep.types import DETECTORS, POSES
-
-    manifest = load_manifest()
-    for registry in (DETECTORS, POSES):
-        for name in registry.names():
-            for asset in registry.cls(name).assets:
-                assert asset in manifest, f"{registry.role}:{name} needs unknown asset {asset}"
-
-
 def _toy_asset(
     name: str = "toy", sha: str | None = None, url: str = "", access: str = "download"
 ) -> str:

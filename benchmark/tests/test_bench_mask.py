@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from benchmark.pipeline.mask.stage import load_backends
 from benchmark.pipeline.mask.types import RECONSTRUCTORS
 
 
 @pytest.mark.parametrize("reconstruct", ["mediapipe-mesh", "sfm-eos"])
 def test_bench_reconstruct_per_crop(benchmark, store, kept_crops, reconstruct) -> None:
-    load_backends()
     backend = RECONSTRUCTORS.create(reconstruct, store=store)
     crops = iter(kept_crops[:10] * 1000)
     mesh = benchmark(lambda: backend.reconstruct(next(crops)))

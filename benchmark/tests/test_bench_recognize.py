@@ -11,8 +11,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import benchmark.pipeline.recognize.dlib_resnet
-import benchmark.pipeline.recognize.sface  # noqa: F401 - registers the embedders
 from benchmark.pipeline.recognize.types import EMBEDDERS
 
 BATCH = 8

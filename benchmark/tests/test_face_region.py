@@ -221,7 +221,6 @@ def reference(store):
 @pytest.fixture(scope="module")
 def mediapipe_cuts(store) -> dict:
     pytest.importorskip("mediapipe", reason="mediapipe is not installed")
-    from benchmark.pipeline.mask import mediapipe_fit as mask_mediapipe  # noqa: F401 - registers the cuts
 
     return {
         name: CUTS.create(name, store=store) for name in ("mediapipe-forehead", "mediapipe-hull")

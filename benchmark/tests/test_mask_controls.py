@@ -8,12 +8,11 @@ import pytest
 
 from benchmark.cache import Cache
 from benchmark.pipeline.mask.controls import BLANK_GREY, BLUR_SIGMA_PX, PIXEL_BLOCK_PX
-from benchmark.pipeline.mask.stage import VARIANTS, MaskStage, load_backends
+from benchmark.pipeline.mask.stage import VARIANTS, MaskStage
 from benchmark.pipeline.mask.types import CONTROLS, CUTS
 
 pytestmark = pytest.mark.integration
 CUT = "mediapipe-hull"
-load_backends()
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from benchmark.pipeline.mask.ringnet import (
     preprocess,
     to_image_frame,
 )
-from benchmark.pipeline.mask.stage import MaskStage, load_backends
+from benchmark.pipeline.mask.stage import MaskStage
 from benchmark.pipeline.mask.types import RECONSTRUCTORS, MaskFailure
 
 
@@ -34,7 +34,6 @@ def _empty_store(tmp_path: Path) -> AssetStore:
 
 # -- no TensorFlow needed --------------------------------------------------------------------
 def test_registered() -> None:
-    load_backends()
     assert {"ringnet", "ringnet-onnx"} <= set(RECONSTRUCTORS.names())
 
 

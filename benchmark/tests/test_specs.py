@@ -30,17 +30,11 @@ def test_reference_quirk_reproduces_the_originals_loaded_files() -> None:
 
 
 def test_profiles_name_registered_backends() -> None:
-    from benchmark.pipeline.mask.stage import load_backends
     from benchmark.pipeline.mask.types import CONTROLS, CUTS, RECONSTRUCTORS, RENDERERS
-    from benchmark.pipeline.prep.detectors import YuNet  # noqa: F401 - registers
-    from benchmark.pipeline.prep.pose import MediaPipeMeshPose  # noqa: F401
     from benchmark.pipeline.prep.types import DETECTORS, POSES
     from benchmark.pipeline.recognize.pairing import IDENTITY_RULES, PROTOCOLS
-    from benchmark.pipeline.recognize.stage import load_embedders
     from benchmark.pipeline.recognize.types import EMBEDDERS
 
-    load_backends()
-    load_embedders()
     for profile in load_profiles().values():
         assert profile.detector in DETECTORS.names() and profile.pose in POSES.names()
         assert profile.render in RENDERERS.names() and profile.cut in CUTS.names()

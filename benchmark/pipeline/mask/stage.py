@@ -46,23 +46,10 @@ from benchmark.pipeline.mask.types import (
     Reconstructor,
     Renderer,
 )
-from benchmark.pipeline.registry import import_backends
 from benchmark.runfolder import check_names, contained, inside, read_table
 
 STAGE = "mask"
 VARIANTS = ("overlay", "mask_only", "mask_only_black")
-
-
-def load_backends() -> None:
-    """Register every mask backend whose dependencies are installed."""
-    import_backends(
-        "mask.mediapipe_fit",
-        "mask.render",
-        "mask.sfm_eos",
-        "mask.cut_dlib",
-        "mask.ringnet",
-        "mask.controls",
-    )
 
 
 @dataclass(frozen=True)
@@ -179,7 +166,6 @@ class MaskStage:
         cache: Cache | None = None,
     ) -> MaskStage:
         """The stage from registry names; ``control`` takes the reconstruction's place."""
-        load_backends()
         store = store or AssetStore()
         made = {"store": store, "device": device}
         return cls(

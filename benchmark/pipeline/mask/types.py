@@ -23,7 +23,7 @@ from typing import ClassVar, Protocol
 import numpy as np
 
 from benchmark.errors import MaskFailure
-from benchmark.pipeline.registry import Registry
+from benchmark.pipeline.registry import BackendPath, Registry
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,42 @@ def hull_region(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return region.astype(bool)
 
 
-RECONSTRUCTORS: Registry[Reconstructor] = Registry("mask.reconstruct")
-RENDERERS: Registry[Renderer] = Registry("mask.render")
-CUTS: Registry[FaceCut] = Registry("mask.cut")
-CONTROLS: Registry[Control] = Registry("mask.control")
+RECONSTRUCTORS: Registry[Reconstructor] = Registry(
+    "mask.reconstruct",
+    {
+        "mediapipe-mesh": "benchmark.pipeline.mask.mediapipe_fit:MediaPipeMeshReconstructor",
+        "sfm-eos": "benchmark.pipeline.mask.sfm_eos:SfmEosReconstructor",
+        "ringnet": BackendPath(
+            "benchmark.pipeline.mask.ringnet:RingNetReconstructor", extra="ringnet"
+        ),
+        "ringnet-onnx": "benchmark.pipeline.mask.ringnet:RingNetOnnxReconstructor",
+    },
+    default="mediapipe-mesh",
+)
+RENDERERS: Registry[Renderer] = Registry(
+    "mask.render",
+    {
+        "numpy": "benchmark.pipeline.mask.render:NumpyRenderer",
+        "opendr": BackendPath("benchmark.pipeline.mask.render:OpenDRRenderer", extra="opendr"),
+    },
+    default="numpy",
+)
+CUTS: Registry[FaceCut] = Registry(
+    "mask.cut",
+    {
+        "mediapipe-forehead": "benchmark.pipeline.mask.mediapipe_fit:MediaPipeForeheadCut",
+        "mediapipe-hull": "benchmark.pipeline.mask.mediapipe_fit:MediaPipeHullCut",
+        "dlib81-hull": "benchmark.pipeline.mask.cut_dlib:Dlib81HullCut",
+    },
+    default="mediapipe-forehead",
+)
+CONTROLS: Registry[Control] = Registry(
+    "mask.control",
+    {
+        "blank": "benchmark.pipeline.mask.controls:BlankControl",
+        "blur": "benchmark.pipeline.mask.controls:BlurControl",
+        "pixelate": "benchmark.pipeline.mask.controls:PixelateControl",
+        "blackout": "benchmark.pipeline.mask.controls:BlackoutControl",
+    },
+    default="blank",
+)

@@ -163,8 +163,6 @@ class PrepStage:
         params: PrepParams | None = None,
         cache: Cache | None = None,
     ) -> PrepStage:
-        from benchmark.pipeline.prep import detectors as prep_detectors  # noqa: F401 - registers
-        from benchmark.pipeline.prep import pose as prep_pose  # noqa: F401 - registers
 
         store = store or AssetStore()
         return cls(

@@ -9,7 +9,7 @@ from typing import ClassVar, Protocol
 
 import numpy as np
 
-from benchmark.pipeline.registry import Registry
+from benchmark.pipeline.registry import BackendPath, Registry
 
 
 @dataclass(frozen=True)
@@ -42,8 +42,22 @@ class PoseEstimator(Protocol):
         """Head pose of the face in the box, or None when no landmarks can be found."""
 
 
-DETECTORS: Registry[FaceDetector] = Registry("prep.detector")
-POSES: Registry[PoseEstimator] = Registry("prep.pose")
+DETECTORS: Registry[FaceDetector] = Registry(
+    "prep.detector",
+    {
+        "yunet": "benchmark.pipeline.prep.detectors:YuNet",
+        "retinaface-caffe": "benchmark.pipeline.prep.detectors:RetinaFaceCaffe",
+    },
+    default="yunet",
+)
+POSES: Registry[PoseEstimator] = Registry(
+    "prep.pose",
+    {
+        "mediapipe-mesh": "benchmark.pipeline.prep.pose:MediaPipeMeshPose",
+        "pfld": BackendPath("benchmark.pipeline.prep.pose:PfldPose", extra="pfld"),
+    },
+    default="mediapipe-mesh",
+)
 
 
 @dataclass(frozen=True)

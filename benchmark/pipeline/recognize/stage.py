@@ -27,17 +27,11 @@ from benchmark.imageio import load_image
 from benchmark.metrics import bootstrap_interval, ranks_of_truth
 from benchmark.pipeline.recognize.pairing import Pair
 from benchmark.pipeline.recognize.types import EMBEDDERS, Embedder, Embedding, similarity_matrix
-from benchmark.pipeline.registry import import_backends
 from benchmark.runfolder import contained, read_table
 from benchmark.specs import Scenario
 
 STAGE = "recognize"
 CMC_DEPTH = 20
-
-
-def load_embedders() -> None:
-    """Register every recogniser whose dependencies are installed."""
-    import_backends("recognize.sface", "recognize.dlib_resnet", "recognize.insightface_buffalo")
 
 
 @dataclass(frozen=True)
@@ -82,7 +76,6 @@ class RecognizeStage:
         params: RecognizeParams | None = None,
         cache: Cache | None = None,
     ) -> RecognizeStage:
-        load_embedders()
         store = store or AssetStore()
         params = params or RecognizeParams()
         embedder = EMBEDDERS.create(name, store=store, device=device, batch_size=params.batch_size)

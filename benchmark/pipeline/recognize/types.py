@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from benchmark.pipeline.registry import Registry
+from benchmark.pipeline.registry import BackendPath, Registry
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,18 @@ class Embedder(Protocol):
         """Detect, align and embed each RGB uint8 image (batched where the model allows)."""
 
 
-EMBEDDERS: Registry[Embedder] = Registry("recognize.embedder")
+EMBEDDERS: Registry[Embedder] = Registry(
+    "recognize.embedder",
+    {
+        "sface": "benchmark.pipeline.recognize.sface:SFaceEmbedder",
+        "dlib-resnet": "benchmark.pipeline.recognize.dlib_resnet:DlibResNetEmbedder",
+        "insightface-buffalo-l": BackendPath(
+            "benchmark.pipeline.recognize.insightface_buffalo:InsightFaceBuffaloL",
+            extra="insightface",
+        ),
+    },
+    default="sface",
+)
 
 
 def faces_on_photos(photos: list[np.ndarray], find: Callable[[np.ndarray], Any]) -> list[Any]:
