@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from benchmark import __version__
 from benchmark.cache import STAGES
@@ -28,7 +29,7 @@ def cmd_assets(args: argparse.Namespace) -> int:
 
     store = AssetStore()
     if args.action == "list":
-        print(f"{'name':28} {'kind':16} {'access':12} {'files':>6}  {'status':10} licence")
+        rows = []
         for asset in store:
             if asset.access == "package" and store._package_dir(asset) is None:
                 status = "no package"
@@ -36,9 +37,18 @@ def cmd_assets(args: argparse.Namespace) -> int:
                 status = "local" if asset.kind == "dataset" else "ok"
             else:
                 status = "missing"
+            rows.append(
+                {"name": asset.name, "kind": asset.kind, "access": asset.access}
+                | {"files": len(asset.files), "status": status, "license": asset.license}
+            )
+        if args.json:
+            print(json.dumps(rows, indent=2))
+            return 0
+        print(f"{'name':28} {'kind':16} {'access':12} {'files':>6}  {'status':10} licence")
+        for r in rows:
             print(
-                f"{asset.name:28} {asset.kind:16} {asset.access:12} {len(asset.files):>6}  "
-                f"{status:10} {asset.license[:50]}"
+                f"{r['name']:28} {r['kind']:16} {r['access']:12} {r['files']:>6}  "
+                f"{r['status']:10} {r['license'][:50]}"
             )
         return 0
     if args.action == "verify":
@@ -124,6 +134,10 @@ def cmd_cache(args: argparse.Namespace) -> int:
     cache = Cache()
     if args.action == "info":
         stats = cache.stats()
+        if args.json:
+            info = {"root": str(stats.root), "entries": stats.entries, "bytes": stats.bytes}
+            print(json.dumps(info | {"by_stage": stats.by_stage}, indent=2))
+            return 0
         print(f"cache: {stats.root}\nentries: {stats.entries} ({stats.bytes / 1e6:.1f} MB)")
         for stage, count in stats.by_stage.items():
             print(f"  {stage}: {count}")
@@ -308,6 +322,77 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _listing(what: str) -> list[dict[str, Any]]:
+    """What ``dmbench list WHAT`` shows, as records (read from the maps and TOML files
+    only: listing backends imports none of them)."""
+    from benchmark.specs import load_claims, load_profiles, load_scenarios
+
+    if what == "backends":
+        from benchmark.pipeline.mask.types import CONTROLS, CUTS, RECONSTRUCTORS, RENDERERS
+        from benchmark.pipeline.prep.types import DETECTORS, POSES
+        from benchmark.pipeline.recognize.types import EMBEDDERS
+
+        rows = []
+        for registry in (DETECTORS, POSES, RECONSTRUCTORS, RENDERERS, CUTS, CONTROLS, EMBEDDERS):
+            for name in registry.names():
+                path = registry.path(name)
+                rows.append(
+                    {
+                        "role": registry.role,
+                        "name": name,
+                        "default": name == registry.default,
+                        "class": path.target if path else "(plug-in)",
+                        "extra": path.extra if path else "",
+                    }
+                )
+        return rows
+    if what == "profiles":
+        keys = ("name", "dataset", "identities", "protocol", "detector", "pose")
+        return [
+            {k: getattr(p, k) for k in keys}
+            | {"reconstruct": list(p.reconstruct), "embedders": list(p.embedders)}
+            | {"controls": list(p.controls), "description": " ".join(p.description.split())}
+            for p in load_profiles().values()
+        ]
+    if what == "scenarios":
+        return [
+            {"name": s.name, "family": s.family, "query": s.query, "database": s.database}
+            for s in load_scenarios()
+        ]
+    return [
+        {"id": c.id, "profile": c.profile, "kind": c.kind, "min_n": c.min_n}
+        | {"statement": c.statement, "citation": c.citation}
+        for c in load_claims()
+    ]
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    rows = _listing(args.what)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    columns = {
+        "backends": ("role", "name", "default", "extra", "class"),
+        "profiles": ("name", "dataset", "identities", "protocol", "embedders"),
+        "scenarios": ("name", "family", "query", "database"),
+        "claims": ("id", "profile", "kind", "min_n", "statement"),
+    }[args.what]
+    cells = [[_cell(row[c]) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    for r in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+    return 0
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else ""
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return "" if value is None else str(value)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """report.md (and its figures) again from a finished results.json; nothing is re-run."""
     from benchmark.report import write_report
@@ -361,6 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     assets.add_argument(
         "path", nargs="?", help="import: the file or folder to import; convert: output folder"
     )
+    assets.add_argument("--json", action="store_true", help="list: print JSON records")
     assets.set_defaults(func=cmd_assets)
 
     data = sub.add_parser("data", help="fetch or describe a dataset")
@@ -383,6 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument(
         "--yes", action="store_true", help="clear everything without asking (scripts, CI)"
     )
+    cache.add_argument("--json", action="store_true", help="info: print JSON")
     cache.set_defaults(func=cmd_cache)
 
     def add_prep_options(p: argparse.ArgumentParser) -> None:
@@ -489,6 +576,11 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--quiet", action="store_true")
     reproduce.set_defaults(func=cmd_reproduce)
 
+    listing = sub.add_parser("list", help="backends, profiles, scenarios or claims")
+    listing.add_argument("what", choices=["backends", "profiles", "scenarios", "claims"])
+    listing.add_argument("--json", action="store_true", help="print JSON records")
+    listing.set_defaults(func=cmd_list)
+
     report = sub.add_parser("report", help="render report.md again from a results.json")
     report.add_argument("results", help="a results.json written by `dmbench reproduce`")
     report.set_defaults(func=cmd_report)
@@ -515,6 +607,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dmbench: interrupted; finished work is in the cache", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `dmbench list backends | head`: the reader left, not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

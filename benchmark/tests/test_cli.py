@@ -54,3 +54,45 @@ def test_cache_clear_prompt_takes_ctrl_d_as_no(tmp_path: Path, monkeypatch, caps
     assert main(["cache", "clear"]) == 1
     assert "nothing removed" in capsys.readouterr().out
     assert Cache().stats().entries == 1
+
+
+def test_list_commands_as_tables_and_json(capsys) -> None:
+    import json
+
+    from benchmark.specs import load_claims, load_profiles, load_scenarios
+
+    expected = {
+        "profiles": {p.name for p in load_profiles().values()},
+        "scenarios": {s.name for s in load_scenarios()},
+        "claims": {c.id for c in load_claims()},
+    }
+    for what, names in expected.items():
+        assert main(["list", what, "--json"]) == 0
+        rows = json.loads(capsys.readouterr().out)
+        assert {r.get("name", r.get("id")) for r in rows} == names
+        assert main(["list", what]) == 0
+        table = capsys.readouterr().out
+        assert all(name in table for name in names)
+    assert main(["list", "backends", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {"role": "prep.pose", "name": "pfld", "default": False} | {
+        "class": "benchmark.pipeline.prep.pose:PfldPose",
+        "extra": "pfld",
+    } in rows
+    assert main(["assets", "list", "--json"]) == 0
+    assert {r["name"] for r in json.loads(capsys.readouterr().out)} >= {"yunet", "lfw"}
+
+
+def test_output_into_a_closed_pipe_is_not_a_traceback() -> None:
+    """`dmbench list backends | head -1`: the reader leaves early; no BrokenPipeError."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        f"'{sys.executable}' -m benchmark.cli list backends | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.stdout.startswith("role") and "Traceback" not in done.stderr, done.stderr

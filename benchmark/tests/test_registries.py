@@ -62,8 +62,8 @@ def test_a_map_entry_must_name_the_class_that_registers() -> None:
 
 
 def test_help_and_names_import_no_model_library() -> None:
-    """`dmbench --help` fills its choices from the maps: no MediaPipe, TensorFlow, torch,
-    dlib or onnxruntime is imported."""
+    """`dmbench --help` and `dmbench list backends` read the maps: no MediaPipe,
+    TensorFlow, torch, dlib or onnxruntime is imported."""
     code = (
         "import sys, contextlib, io\n"
         "from benchmark.cli import main\n"
@@ -71,6 +71,8 @@ def test_help_and_names_import_no_model_library() -> None:
         "    main(['reproduce', '--help'])\n"
         "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
         "    main(['mask', '--help'])\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    main(['list', 'backends'])\n"
         "heavy = ('mediapipe', 'tensorflow', 'torch', 'dlib', 'onnxruntime', 'eos')\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
     )
