@@ -211,11 +211,36 @@ def device_map(profile: Profile, plan: DevicePlan) -> dict[str, str]:
     }
 
 
+def required_assets(profile: Profile, store: AssetStore) -> list[str]:
+    """Every asset a run of ``profile`` needs: its dataset (when it is a manifest name)
+    and the assets each of its backends declares. Derived, never listed by hand."""
+    from benchmark.pipeline.mask.types import CONTROLS, CUTS, RECONSTRUCTORS, RENDERERS
+    from benchmark.pipeline.prep.types import DETECTORS, POSES
+    from benchmark.pipeline.recognize.types import EMBEDDERS
+
+    roles = [
+        (DETECTORS, [profile.detector]),
+        (POSES, [profile.pose]),
+        (RECONSTRUCTORS, list(profile.reconstruct)),
+        (RENDERERS, [profile.render]),
+        (CUTS, [profile.cut]),
+        (CONTROLS, list(profile.controls)),
+        (EMBEDDERS, list(profile.embedders)),
+    ]
+    names = [profile.dataset] if profile.dataset in store.manifest else []
+    for registry, backends in roles:
+        for backend in backends:
+            names += registry.cls(backend).assets
+    return list(dict.fromkeys(names))
+
+
 def missing_assets(profile: Profile, store: AssetStore) -> list[str]:
-    """Required assets of a profile that are not available locally (with how to get them)."""
+    """Required assets of a profile that are neither here nor fetched by the run itself
+    (a public download is fetched when online)."""
     missing = []
-    for name in profile.extra.get("requires", []):
-        if not store.present(name):
+    for name in required_assets(profile, store):
+        asset = store[name]
+        if not store.present(name) and not (store.allow_download and asset.downloadable):
             missing.append(name)
     return missing
 

@@ -8,12 +8,30 @@ from pathlib import Path
 from typing import Any
 
 SPEC_DIR = Path(__file__).resolve().parent
-IMAGE_VARIANTS = ("face", "overlay", "mask_only", "mask_only_black")
+# The images of the study, defined once: the mask stage writes MASK_VARIANTS for every
+# crop; a scenario embeds one of IMAGE_VARIANTS on each side ("face" is the prep crop).
+MASK_VARIANTS = ("overlay", "mask_only", "mask_only_black")
+IMAGE_VARIANTS = ("face", *MASK_VARIANTS)
 
 
 def _load(name: str) -> dict[str, Any]:
     with open(SPEC_DIR / name, "rb") as handle:
         return tomllib.load(handle)
+
+
+def _checked(file: str, table: str, raw: dict[str, Any], known: set[str]) -> dict[str, Any]:
+    """``raw`` when every key is known; else one error naming the file, the entry and the
+    key (a misspelt key silently ignored would change a run without a word)."""
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        from benchmark.errors import DmbenchError
+
+        entry = raw.get("name", raw.get("id", "?"))
+        raise DmbenchError(
+            f"{SPEC_DIR / file}: [[{table}]] '{entry}' has unknown key(s) "
+            f"{', '.join(unknown)}; known keys: {', '.join(sorted(known))}"
+        )
+    return raw
 
 
 @dataclass(frozen=True)
@@ -23,16 +41,28 @@ class Scenario:
     database: str
     family: str  # Face2Face | Mask2Face | Mask2Mask
     description: str
+    # What the original actually loaded instead (its bug), used under reference_quirks.
+    quirk_variants: tuple[str, str] | None = None
+    quirk: str = ""  # why
 
     def variants(self, reference_quirks: bool = False) -> tuple[str, str]:
         """(query, database) variants actually loaded; the original's bug behind a switch."""
-        if reference_quirks and self.name == "MaskOnlyBlack2Face":
-            return ("mask_only_black", "mask_only_black")
+        if reference_quirks and self.quirk_variants is not None:
+            return self.quirk_variants
         return (self.query, self.database)
 
 
 def load_scenarios() -> list[Scenario]:
-    return [Scenario(**raw) for raw in _load("scenarios.toml")["scenario"]]
+    out = []
+    for raw in _load("scenarios.toml")["scenario"]:
+        raw = dict(_checked("scenarios.toml", "scenario", raw, set(Scenario.__dataclass_fields__)))
+        if "quirk_variants" in raw:
+            raw["quirk_variants"] = tuple(raw["quirk_variants"])
+        for side in ("query", "database"):
+            if raw[side] not in IMAGE_VARIANTS:
+                raise ValueError(f"scenario {raw['name']}: unknown {side} variant {raw[side]!r}")
+        out.append(Scenario(**raw))
+    return out
 
 
 @dataclass(frozen=True)
@@ -52,18 +82,24 @@ class Profile:
     seed: int = 42
     reference_quirks: bool = False
     identity_rule: str = "usable-sessions"  # see benchmark.pipeline.recognize.pairing
+    # Optional keys: claims_from (judge this profile against another's claims: paper-fixed
+    # against the paper's). Its required assets are derived from its backends
+    # (benchmark.study.required_assets), not listed.
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+PROFILE_EXTRA_KEYS = frozenset({"claims_from"})
 
 
 def load_profiles() -> dict[str, Profile]:
     out = {}
+    known = set(Profile.__dataclass_fields__) - {"extra"}
     for raw in _load("profiles.toml")["profile"]:
-        raw = dict(raw)
+        raw = dict(_checked("profiles.toml", "profile", raw, known | PROFILE_EXTRA_KEYS))
         raw.setdefault("identities", None)  # none given: every identity of the dataset
         for key in ("reconstruct", "embedders", "controls"):
             raw[key] = tuple(raw.get(key, ()))
-        known = Profile.__dataclass_fields__
-        extra = {k: raw.pop(k) for k in list(raw) if k not in known}
+        extra = {k: raw.pop(k) for k in list(raw) if k in PROFILE_EXTRA_KEYS}
         out[raw["name"]] = Profile(**raw, extra=extra)
     return out
 
@@ -92,7 +128,7 @@ class Claim:
 def load_claims() -> list[Claim]:
     claims = []
     for raw in _load("claims.toml")["claim"]:
-        raw = dict(raw)
+        raw = dict(_checked("claims.toml", "claim", raw, set(Claim.__dataclass_fields__)))
         params = raw.pop("params", {})
         failures = raw.pop("known_failures", {})
         claims.append(Claim(**raw, params=params, known_failures=failures))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from benchmark.claims import KINDS, POWER_TARGET, minimum_n, power
 from benchmark.specs import IMAGE_VARIANTS, load_claims, load_profiles, load_scenarios
 
@@ -93,3 +95,51 @@ def test_the_paper_claims_use_the_papers_numbers() -> None:
     assert claims["paper_mask2face_at_most_0_52_percent"].params["max"] == 0.0052  # Yang et al.
     per_source = [c for c in load_claims() if c.per_source]
     assert any(c.params["scenario"] == "MaskOnly2MaskOnly" for c in per_source)
+
+
+@pytest.mark.parametrize(
+    ("file", "table", "line"),
+    [
+        ("profiles.toml", "profile", 'detectr = "yunet"'),
+        ("scenarios.toml", "scenario", 'familly = "Mask2Face"'),
+        ("claims.toml", "claim", "min_m = 3"),
+    ],
+)
+def test_an_unknown_toml_key_is_an_error_naming_file_and_key(
+    tmp_path, monkeypatch, file: str, table: str, line: str
+) -> None:
+    import shutil
+
+    import benchmark.specs as specs
+    from benchmark.errors import DmbenchError
+
+    folder = tmp_path / "specs"
+    shutil.copytree(specs.SPEC_DIR, folder)
+    text = (folder / file).read_text()
+    (folder / file).write_text(text.replace(f"[[{table}]]\n", f"[[{table}]]\n{line}\n", 1))
+    monkeypatch.setattr(specs, "SPEC_DIR", folder)
+    loader = {"profile": load_profiles, "scenario": load_scenarios, "claim": load_claims}[table]
+    with pytest.raises(DmbenchError, match=rf"{file}.*unknown key\(s\) {line.split()[0]}"):
+        loader()
+
+
+def test_required_assets_are_derived_from_the_backends() -> None:
+    from benchmark.assets import AssetStore
+    from benchmark.study import required_assets
+
+    store, profiles = AssetStore(), load_profiles()
+    original = {"retinaface-caffe", "pfld", "ringnet", "flame-sample", "dlib-81"}
+    for name in ("paper", "paper-fixed"):  # what the profiles used to list by hand
+        assert set(required_assets(profiles[name], store)) == original | {
+            "youtube-faces",
+            "insightface-buffalo-l",
+        }
+    assert set(required_assets(profiles["lfw"], store)) == {
+        "lfw",
+        "yunet",
+        "mediapipe-face-models",
+        "mediapipe-canonical-mesh",
+        "sfm",
+        "dlib-face-recognition-models",
+        "sface",
+    }

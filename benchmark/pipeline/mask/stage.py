@@ -47,9 +47,10 @@ from benchmark.pipeline.mask.types import (
     Renderer,
 )
 from benchmark.runfolder import check_names, contained, inside, read_table
+from benchmark.specs import MASK_VARIANTS
 
 STAGE = "mask"
-VARIANTS = ("overlay", "mask_only", "mask_only_black")
+VARIANTS = MASK_VARIANTS  # the three images of every crop (defined once, in specs)
 
 
 @dataclass(frozen=True)

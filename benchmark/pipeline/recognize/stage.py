@@ -28,7 +28,7 @@ from benchmark.metrics import bootstrap_interval, ranks_of_truth
 from benchmark.pipeline.recognize.pairing import Pair
 from benchmark.pipeline.recognize.types import EMBEDDERS, Embedder, Embedding, similarity_matrix
 from benchmark.runfolder import contained, read_table
-from benchmark.specs import Scenario
+from benchmark.specs import MASK_VARIANTS, Scenario
 
 STAGE = "recognize"
 CMC_DEPTH = 20
@@ -200,7 +200,7 @@ def collect_images(prep_dir: Path, mask_sources: list[str]) -> dict[str, Path]:
         masks = prep_dir / "masks" / source / "masks.csv"
         if not masks.exists():
             raise DmbenchError(f"{prep_dir}: no mask run '{source}'; run `dmbench mask` first")
-        variants = ("overlay", "mask_only", "mask_only_black")
+        variants = MASK_VARIANTS
         for line, row in enumerate(read_table(masks, ("frame", *variants)), 2):
             for variant in variants:
                 if row[variant]:
