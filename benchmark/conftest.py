@@ -91,3 +91,16 @@ def kept_crops(lfw20: Dataset, default_prep) -> list:
     if not crops:
         pytest.fail("the default prep keeps no photo of lfw20")
     return crops
+
+
+@pytest.fixture(scope="session")
+def small_study(store, lfw, tmp_path_factory):
+    """The lfw profile's study on 30 valid identities (through the shared cache): results
+    and the folder holding results.json, report.md and report.html."""
+    from benchmark.specs import load_profiles
+    from benchmark.study import StudyOptions, run_study
+
+    profile = load_profiles()["lfw"]
+    out = tmp_path_factory.mktemp("study")
+    results = run_study(profile, out, StudyOptions(identities=30, progress=False), store)
+    return results, out

@@ -12,6 +12,7 @@ from PIL import Image, ImageDraw
 from benchmark.claims import claim_records
 from benchmark.imageio import write_bytes_atomic
 from benchmark.pipeline.mask.stage import VARIANTS, MaskRun
+from benchmark.report_html import write_html_report
 
 
 def contact_sheet(
@@ -438,4 +439,5 @@ def write_report(results, out_dir: Path, companions: tuple = ()) -> Path:
     ]
     report = out_dir / "report.md"
     write_bytes_atomic(report, "\n".join(lines).encode())
+    write_html_report(report)  # report.html beside it: the same, self-contained
     return report

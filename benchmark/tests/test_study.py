@@ -19,14 +19,6 @@ from benchmark.study import StudyOptions, load_results, run_study
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def small_study(store, lfw, tmp_path_factory):
-    profile = load_profiles()["lfw"]
-    out = tmp_path_factory.mktemp("study")
-    results = run_study(profile, out, StudyOptions(identities=30, progress=False), store)
-    return results, out
-
-
 def test_results_cover_every_scenario_and_source(small_study) -> None:
     results, out = small_study
     profile = load_profiles()["lfw"]
