@@ -328,12 +328,10 @@ def _listing(what: str) -> list[dict[str, Any]]:
     from benchmark.specs import load_claims, load_profiles, load_scenarios
 
     if what == "backends":
-        from benchmark.pipeline.mask.types import CONTROLS, CUTS, RECONSTRUCTORS, RENDERERS
-        from benchmark.pipeline.prep.types import DETECTORS, POSES
-        from benchmark.pipeline.recognize.types import EMBEDDERS
+        from benchmark.pipeline import all_registries
 
         rows = []
-        for registry in (DETECTORS, POSES, RECONSTRUCTORS, RENDERERS, CUTS, CONTROLS, EMBEDDERS):
+        for registry in all_registries():
             for name in registry.names():
                 path = registry.path(name)
                 rows.append(

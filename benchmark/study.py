@@ -40,6 +40,7 @@ from benchmark.pipeline.recognize.stage import (
     score_scenario,
     valid_uids,
 )
+from benchmark.pipeline.registry import Registry
 from benchmark.report import contact_sheet
 from benchmark.settings import offline
 from benchmark.specs import Profile, load_scenarios
@@ -189,13 +190,14 @@ def _environment(device: str) -> dict[str, Any]:
     }
 
 
-def device_map(profile: Profile, plan: DevicePlan) -> dict[str, str]:
-    """Where each backend of the profile runs under ``plan`` (recorded with the results)."""
+def profile_backends(profile: Profile) -> list[tuple[Registry, list[str]]]:
+    """Each registry of a run and the backends the profile takes from it, in stage order
+    (the light maps only: nothing is imported)."""
     from benchmark.pipeline.mask.types import CONTROLS, CUTS, RECONSTRUCTORS, RENDERERS
     from benchmark.pipeline.prep.types import DETECTORS, POSES
     from benchmark.pipeline.recognize.types import EMBEDDERS
 
-    roles = [
+    return [
         (DETECTORS, [profile.detector]),
         (POSES, [profile.pose]),
         (RECONSTRUCTORS, list(profile.reconstruct)),
@@ -204,9 +206,13 @@ def device_map(profile: Profile, plan: DevicePlan) -> dict[str, str]:
         (CONTROLS, list(profile.controls)),
         (EMBEDDERS, list(profile.embedders)),
     ]
+
+
+def device_map(profile: Profile, plan: DevicePlan) -> dict[str, str]:
+    """Where each backend of the profile runs under ``plan`` (recorded with the results)."""
     return {
         f"{registry.role}:{name}": registry.device_of(name, plan)
-        for registry, names in roles
+        for registry, names in profile_backends(profile)
         for name in names
     }
 
@@ -214,21 +220,8 @@ def device_map(profile: Profile, plan: DevicePlan) -> dict[str, str]:
 def required_assets(profile: Profile, store: AssetStore) -> list[str]:
     """Every asset a run of ``profile`` needs: its dataset (when it is a manifest name)
     and the assets each of its backends declares. Derived, never listed by hand."""
-    from benchmark.pipeline.mask.types import CONTROLS, CUTS, RECONSTRUCTORS, RENDERERS
-    from benchmark.pipeline.prep.types import DETECTORS, POSES
-    from benchmark.pipeline.recognize.types import EMBEDDERS
-
-    roles = [
-        (DETECTORS, [profile.detector]),
-        (POSES, [profile.pose]),
-        (RECONSTRUCTORS, list(profile.reconstruct)),
-        (RENDERERS, [profile.render]),
-        (CUTS, [profile.cut]),
-        (CONTROLS, list(profile.controls)),
-        (EMBEDDERS, list(profile.embedders)),
-    ]
     names = [profile.dataset] if profile.dataset in store.manifest else []
-    for registry, backends in roles:
+    for registry, backends in profile_backends(profile):
         for backend in backends:
             names += registry.cls(backend).assets
     return list(dict.fromkeys(names))

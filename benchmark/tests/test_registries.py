@@ -11,12 +11,12 @@ import pytest
 
 from benchmark.assets import load_manifest
 from benchmark.errors import MissingDependencyError, UsageError
-from benchmark.pipeline.mask.types import CONTROLS, CUTS, RECONSTRUCTORS, RENDERERS
-from benchmark.pipeline.prep.types import DETECTORS, POSES
+from benchmark.pipeline import all_registries
+from benchmark.pipeline.mask.types import CUTS
 from benchmark.pipeline.recognize.types import EMBEDDERS
 from benchmark.pipeline.registry import BackendPath, Registry
 
-REGISTRIES = (DETECTORS, POSES, RECONSTRUCTORS, RENDERERS, CUTS, CONTROLS, EMBEDDERS)
+REGISTRIES = all_registries()
 CASES = [(r, name) for r in REGISTRIES for name in r.names()]
 
 
