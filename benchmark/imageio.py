@@ -209,7 +209,7 @@ def atomic_writer(path: Path, mode: str = "w", **kwargs) -> Iterator[IO]:
     path = Path(path)
     tmp: str | None = None
     try:
-        ensure_folder(path.parent)
+        _make_folder(path.parent, "folder")  # no probe: mkstemp below finds out itself
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
         os.fchmod(fd, _FILE_MODE)  # mkstemp's 0600 would make every output private
         with os.fdopen(fd, mode, **kwargs) as handle:
@@ -239,7 +239,18 @@ def ensure_folder(folder: Path, what: str = "folder") -> Path:
     An existing file in its place, a parent that is a file, or a folder we may not write
     are named as such, instead of a FileExistsError / NotADirectoryError / PermissionError.
     """
-    folder = Path(folder)
+    folder = _make_folder(Path(folder), what)
+    try:  # find out now, not after an hour of models, that nothing can be written here
+        with tempfile.TemporaryFile(dir=folder, prefix=".probe-"):
+            pass
+    except OSError as exc:
+        raise OutputError(f"{what} {folder} is not writable: {_os_reason(exc)}") from exc
+    return folder
+
+
+def _make_folder(folder: Path, what: str) -> Path:
+    """``mkdir -p`` whose failures name what is in the way (ensure_folder's first half,
+    and all that every single atomic write needs)."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except FileExistsError as exc:
@@ -250,11 +261,6 @@ def ensure_folder(folder: Path, what: str = "folder") -> Path:
         raise OutputError(f"cannot create {what} {folder}: {_os_reason(exc)}") from exc
     if not folder.is_dir():  # a link to a file, or a race
         raise OutputError(f"{what} {folder} is not a folder")
-    try:  # find out now, not after an hour of models, that nothing can be written here
-        with tempfile.TemporaryFile(dir=folder, prefix=".probe-"):
-            pass
-    except OSError as exc:
-        raise OutputError(f"{what} {folder} is not writable: {_os_reason(exc)}") from exc
     return folder
 
 
