@@ -196,7 +196,7 @@ def _prep(args: argparse.Namespace, dataset_spec: str, out: Path):
         f"{len(run.selections)} sessions selected; {run.seconds:.1f} s "
         f"(cache hits {stage.cache.hits}) → {out}"
     )
-    for reason, count in list(run.drop_reasons().items())[:8]:
+    for reason, count in list(run.reasons().items())[:8]:
         print(f"  {count:6d}  {reason}")
     return run
 
@@ -232,7 +232,7 @@ def _mask(args: argparse.Namespace, run_dir: Path) -> None:
         f"{counts.get('failed', 0)} of {len(run.frames)} crops; {run.seconds:.1f} s "
         f"(cache hits {stage.cache.hits}) → {run.out_dir}"
     )
-    for reason, count in list(run.failure_reasons().items())[:8]:
+    for reason, count in list(run.reasons().items())[:8]:
         print(f"  {count:6d}  {reason}")
     if counts.get("masked"):
         sheet = contact_sheet(run_dir, run, run.out_dir / "contact_sheet.png")

@@ -49,10 +49,10 @@ class DevicePlan:
 
     def for_backend(self, role: str, backend: type) -> str:
         """The device of ``role`` when its backend is the class ``backend``."""
-        for key in (f"{role}:{getattr(backend, 'name', '')}", role):
+        for key in (f"{role}:{backend.name}", role):
             if key in self.overrides:
                 return self.overrides[key]
-        if self.default == "cuda" and getattr(backend, "cpu_only", False):
+        if self.default == "cuda" and backend.cpu_only:
             return "cpu"
         return self.default
 

@@ -251,7 +251,7 @@ class _Pipeline:
         the manifest has no hash and it was trusted on first use), so two users can compare
         what they ran."""
         stages = [self.prep, *self.masks, *self.recognizers.values()]
-        return {name: files for stage in stages for name, files in stage._assets.items()}
+        return {name: files for stage in stages for name, files in stage.asset_sha256.items()}
 
     @property
     def mask_sources(self) -> list[str]:
@@ -298,7 +298,7 @@ def _build_pipeline(
         for name in profile.controls
     ]
     recognizers = {
-        name: RecognizeStage.from_name(
+        name: RecognizeStage.from_names(
             name,
             store=store,
             device=plan,
@@ -388,7 +388,7 @@ def _run_draw(
     lost_at_prep = set(identities) - set(after_prep)
     lost = {
         "prep_fewer_than_2_sessions": len(identities) - len(after_prep),
-        "prep_frame_reasons_of_those": prep.drop_reasons(lost_at_prep),
+        "prep_frame_reasons_of_those": prep.reasons(lost_at_prep),
         "no_face_embedding": len(after_prep) - len(after_face),
         "mask_failures": len(after_face) - len(after_masks),
         "valid_if_masks_failed_open": len(after_face),  # the original's masks failed open
@@ -481,7 +481,7 @@ def run_study(
     sources, controls = pipeline.mask_sources, pipeline.control_sources
     leakage, mask_counts = {}, {}
     for source, run in draw.mask_runs.items():
-        mask_counts[source] = {"counts": run.counts(), "reasons": run.failure_reasons()}
+        mask_counts[source] = {"counts": run.counts(), "reasons": run.reasons()}
         if run.counts().get("masked"):
             contact_sheet(prep_dir, run, run.out_dir / "contact_sheet.png")
         if source in sources:
@@ -584,7 +584,7 @@ def run_study(
     }
     counts = {
         "prep": draw.prep.counts(),
-        "prep_drop_reasons": draw.prep.drop_reasons(),
+        "prep_drop_reasons": draw.prep.reasons(),
         "selected_sessions": len(draw.selections),
         "draw": draw_record,
         "mask": mask_counts,

@@ -6,10 +6,11 @@ until a backend is asked for, so ``dmbench --help`` and ``dmbench list backends`
 model library; a backend whose optional package is missing says which extra to install;
 an unknown name gets close-name suggestions.
 
-A backend class has a ``name``, the ``assets`` it needs (manifest names) and a constructor
-``(store, device)``. A plug-in registers a class it has already imported with
+A backend class subclasses its role's protocol (``benchmark.pipeline.backend``: its
+``name``, the ``assets`` it needs as manifest names, its optional capabilities) and has a
+constructor ``(store, device)``. A plug-in registers a class it has already imported with
 ``@REGISTRY.register(name)``; our own backends carry the same decorator, which the map
-checks (``test_specs.py``: every map entry names the class that registers under it).
+checks (``test_registries.py``: every map entry names the class that registers under it).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from benchmark.errors import MissingDependencyError, UsageError
+from benchmark.pipeline.backend import implements
 
 T = TypeVar("T")
 
@@ -47,8 +49,11 @@ class Registry(Generic[T]):
         role: str,
         backends: Mapping[str, str | BackendPath] | None = None,
         default: str | None = None,
+        *,
+        protocol: type,
     ) -> None:
         self.role = role
+        self.protocol = protocol
         self._paths: dict[str, BackendPath] = {
             name: path if isinstance(path, BackendPath) else BackendPath(path)
             for name, path in (backends or {}).items()
@@ -63,6 +68,7 @@ class Registry(Generic[T]):
         that the map already names: it must be the class the map names)."""
 
         def decorate(cls: type[T]) -> type[T]:
+            self._check_protocol(name, cls)
             path = self._paths.get(name)
             target = f"{cls.__module__}:{cls.__qualname__}"
             if path is not None and path.target != target:
@@ -109,9 +115,17 @@ class Registry(Generic[T]):
                 f"which is not installed: {how}"
             ) from exc
         cls = getattr(module, path.qualname)
+        self._check_protocol(name, cls)
         cls.name = name  # type: ignore[attr-defined]
         self._classes[name] = cls
         return cls
+
+    def _check_protocol(self, name: str, cls: type) -> None:
+        if not implements(cls, self.protocol):
+            raise TypeError(
+                f"{self.role} backend '{name}' ({cls.__module__}.{cls.__qualname__}) must "
+                f"subclass {self.protocol.__module__}.{self.protocol.__qualname__}"
+            )
 
     def create(self, name: str | None, **kwargs: Any) -> T:
         """An instance; a ``DevicePlan`` given as ``device`` is resolved for this role."""

@@ -34,7 +34,7 @@ from benchmark.calibration import (
 from benchmark.datasets import Frame
 from benchmark.pipeline.prep.rules import DETECTORS_TOML, check_calibrated_model, rule_for
 from benchmark.pipeline.prep.stage import PrepParams, PrepStage
-from benchmark.pipeline.prep.types import Detection, Pose
+from benchmark.pipeline.prep.types import Detection, FaceDetector, Pose, PoseEstimator
 
 
 def _grid_photos() -> list[list[float]]:
@@ -157,7 +157,7 @@ def test_explicit_thresholds_override_the_stored_ones(store, stored: dict) -> No
     assert rule_for("no-such-detector") == ORIGINAL_RULE
 
 
-class _FixedDetector:
+class _FixedDetector(FaceDetector):
     """A detector with no stored entry, returning fixed scores."""
 
     name = "fixed-scores"
@@ -170,7 +170,7 @@ class _FixedDetector:
         return [Detection((10.0, 10.0, 40.0, 40.0), s) for s in self.scores]
 
 
-class _Frontal:
+class _Frontal(PoseEstimator):
     name = "frontal"
     assets = ()
 

@@ -9,7 +9,7 @@ import pytest
 from benchmark.cache import Cache
 from benchmark.pipeline.mask.controls import BLANK_GREY, BLUR_SIGMA_PX, PIXEL_BLOCK_PX
 from benchmark.pipeline.mask.stage import VARIANTS, MaskStage
-from benchmark.pipeline.mask.types import CONTROLS, CUTS
+from benchmark.pipeline.mask.types import CONTROLS, CUTS, FaceCut
 
 pytestmark = pytest.mark.integration
 CUT = "mediapipe-hull"
@@ -74,7 +74,7 @@ def test_a_control_that_would_show_the_photo_is_refused(store) -> None:
     grey = round(BLANK_GREY * 255)
     crop = np.full((224, 224, 3), grey, np.uint8)
 
-    class WholeCrop:
+    class WholeCrop(FaceCut):
         name, assets = "whole-crop", ()
 
         def region(self, crop, mesh):
@@ -99,7 +99,7 @@ def test_photo_alignment_embeds_a_blank_face_the_recogniser_cannot_detect(
 ) -> None:
     from benchmark.pipeline.recognize.stage import RecognizeStage
 
-    stage = RecognizeStage.from_name(embedder, store=store, cache=Cache(enabled=False))
+    stage = RecognizeStage.from_names(embedder, store=store, cache=Cache(enabled=False))
     control = MaskStage.for_control("blank", CUT, store=store, cache=Cache(enabled=False))
     overlays = [r.image("overlay") for r in control.run_crops(crops)]
     ids = [f"c{i}" for i in range(len(crops))]
@@ -122,7 +122,7 @@ def test_photo_alignment_records_a_photo_without_a_face(store, crops) -> None:
     from benchmark.imageio import encode_png
     from benchmark.pipeline.recognize.stage import RecognizeStage
 
-    stage = RecognizeStage.from_name("sface", store=store, cache=Cache(enabled=False))
+    stage = RecognizeStage.from_names("sface", store=store, cache=Cache(enabled=False))
     blank_photo = encode_png(np.full((224, 224, 3), 128, np.uint8))
     out = stage.embed({"x": crops[0]}, references={"x": blank_photo})
     assert out["x"].vector is None and out["x"].reason.startswith("on the photo: no face")

@@ -215,7 +215,7 @@ def test_onnx_conversion_gives_the_same_vertices(standin_store, kept_crops) -> N
         assert a.info["camera_distance"] == pytest.approx(b.info["camera_distance"], rel=1e-6)
     # the converted file keys the cache, so another conversion is never served stale masks
     stage = MaskStage.from_names("ringnet-onnx", "numpy", "mediapipe-hull", store=standin_store)
-    assert stage._assets["ringnet-onnx:ring_6_68641.onnx"] == record["onnx_sha256"]
+    assert stage.asset_sha256["ringnet-onnx:ring_6_68641.onnx"] == record["onnx_sha256"]
 
 
 def test_onnx_on_cuda_without_onnxruntime_gpu_is_refused(standin_store) -> None:

@@ -11,8 +11,16 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from benchmark.cache import Cache
+from benchmark.errors import DmbenchError
 from benchmark.pipeline.mask.stage import VARIANTS, MaskParams, MaskStage, compose, run_mask
-from benchmark.pipeline.mask.types import FaceMesh, MaskFailure, Rendering
+from benchmark.pipeline.mask.types import (
+    FaceCut,
+    FaceMesh,
+    MaskFailure,
+    Reconstructor,
+    Renderer,
+    Rendering,
+)
 from benchmark.pipeline.prep.stage import run_prep
 
 SIZE = 24
@@ -52,7 +60,7 @@ def test_a_render_equal_to_the_photo_is_refused() -> None:
         compose(crop, crop.astype(np.float32) / 255, region, region, MaskParams(size=SIZE))
 
 
-class _Failing:
+class _Failing(Reconstructor, Renderer, FaceCut):
     name, assets = "failing", ()
 
     def __init__(self, error: Exception) -> None:
@@ -68,7 +76,7 @@ class _Failing:
         raise self.error
 
 
-class _Square:
+class _Square(Reconstructor, Renderer, FaceCut):
     """A flat square mesh over the whole crop (wiring only)."""
 
     name, assets = "square", ()
@@ -106,6 +114,12 @@ def test_a_failure_anywhere_writes_nothing(prep_run: Path, where: str, error) ->
         parts["reconstruct"], parts["render"], parts["region"], cache=Cache(enabled=False)
     )
     stage.backend = f"failing-{where}"
+    if where == "reconstruct" and not isinstance(error, MaskFailure):
+        # A reconstructor that crashes on every crop of a batch is broken: a loud stop.
+        with pytest.raises(DmbenchError, match=r"failed on every crop.*backend crashed"):
+            run_mask(prep_run, stage, progress=False)
+        assert not list((prep_run / "masks" / stage.backend).rglob("*.png"))
+        return
     run = run_mask(prep_run, stage, progress=False)
     assert run.frames and all(f.result.status == "failed" for f in run.frames)
     assert all(f.result.reason for f in run.frames)
@@ -200,7 +214,8 @@ def test_real_stage_property_masked_or_nothing(default_mask, sample_photo, data)
 
 
 class _Batched(_Square):
-    """A reconstructor with ``reconstruct_batch``: counts its calls; can fail as a whole."""
+    """A reconstructor that overrides ``reconstruct_batch``: counts its calls; can fail as
+    a whole."""
 
     def __init__(self, fail: bool = False) -> None:
         self.calls, self.fail = [], fail
@@ -231,7 +246,6 @@ def test_batches_go_through_reconstruct_batch_once(prep_run: Path, tmp_path: Pat
 
 def test_a_systemic_batch_failure_stops_the_run(prep_run: Path, tmp_path: Path) -> None:
     """Out of memory on every crop: a loud error, and nothing cached that would hide it."""
-    from benchmark.errors import DmbenchError
 
     broken = MaskStage(_Batched(fail=True), _Square(), _Square(), cache=Cache(tmp_path))
     with pytest.raises(DmbenchError, match="CUDA out of memory"):

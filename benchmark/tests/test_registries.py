@@ -7,13 +7,15 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from benchmark.assets import load_manifest
 from benchmark.errors import MissingDependencyError, UsageError
 from benchmark.pipeline import all_registries
-from benchmark.pipeline.mask.types import CUTS
-from benchmark.pipeline.recognize.types import EMBEDDERS
+from benchmark.pipeline.backend import Backend
+from benchmark.pipeline.mask.types import CUTS, FaceMesh, MaskFailure, Reconstructor
+from benchmark.pipeline.recognize.types import EMBEDDERS, Embedder
 from benchmark.pipeline.registry import BackendPath, Registry
 
 REGISTRIES = all_registries()
@@ -45,20 +47,70 @@ def test_an_unknown_name_gets_suggestions() -> None:
 
 def test_a_missing_optional_package_names_the_extra(monkeypatch) -> None:
     registry: Registry = Registry(
-        "test.role", {"needs-it": BackendPath("not_installed_pkg_xyz.models:Model", "paper")}
+        "test.role",
+        {"needs-it": BackendPath("not_installed_pkg_xyz.models:Model", "paper")},
+        protocol=Backend,
     )
     with pytest.raises(MissingDependencyError, match=r"pip install 'dmbench\[paper\]'"):
         registry.cls("needs-it")
 
 
 def test_a_map_entry_must_name_the_class_that_registers() -> None:
-    registry: Registry = Registry("test.role", {"a": "some.module:Right"})
+    registry: Registry = Registry("test.role", {"a": "some.module:Right"}, protocol=Backend)
 
-    class Wrong:
+    class Wrong(Backend):
         pass
 
     with pytest.raises(ValueError, match="in the map"):
         registry.register("a")(Wrong)
+
+
+def test_a_backend_must_subclass_its_roles_protocol() -> None:
+    """A class that only looks like a backend is refused when it registers, naming the
+    protocol whose optional capabilities (and their defaults) it would miss."""
+    registry: Registry = Registry("test.reconstruct", protocol=Reconstructor)
+
+    class DuckTyped:
+        assets = ()
+
+        def reconstruct(self, crop):
+            raise MaskFailure("no face")
+
+    with pytest.raises(TypeError, match=r"must subclass benchmark\.pipeline\.mask\.types\."):
+        registry.register("duck")(DuckTyped)
+    assert "duck" not in registry.names()
+
+
+def test_optional_capabilities_are_declared_with_defaults() -> None:
+    """A minimal plug-in gets every optional capability from its protocol: one-by-one
+    batching (a crop's MaskFailure in its place), no settings, no derived files, GPU
+    allowed, no alignment on the photo (asking for it is an error, never a guess)."""
+    registry: Registry = Registry("test.reconstruct", protocol=Reconstructor)
+
+    @registry.register("minimal")
+    class Minimal(Reconstructor):
+        def reconstruct(self, crop: np.ndarray) -> FaceMesh:
+            if not crop.any():
+                raise MaskFailure("no face on a black crop")
+            vertices = np.array([[10, 10, 0], [100, 10, 0], [10, 100, 0]], float)
+            return FaceMesh(vertices, np.array([[0, 1, 2]]))
+
+    backend = registry.cls("minimal")()
+    meshes = backend.reconstruct_batch([np.ones((8, 8, 3), np.uint8), np.zeros((8, 8, 3))])
+    assert isinstance(meshes[0], FaceMesh) and isinstance(meshes[1], MaskFailure)
+    assert backend.settings() == {} and backend.derived_sha256() == {}
+    assert backend.cpu_only is False and backend.name == "minimal"
+
+    class Bare(Embedder):
+        metric, dim = "cosine", 2
+
+        def embed(self, images):
+            return []
+
+    assert Bare.aligns_on_photo is False
+    with pytest.raises(NotImplementedError, match="cannot align"):
+        Bare().embed_aligned([], [])
+    assert {cls.aligns_on_photo for cls in map(EMBEDDERS.cls, ("sface", "dlib-resnet"))} == {True}
 
 
 def test_help_and_names_import_no_model_library() -> None:

@@ -20,12 +20,12 @@ import benchmark.cache
 from benchmark.cache import Cache
 from benchmark.datasets import Dataset, open_dataset
 from benchmark.pipeline.prep.stage import PrepRun, PrepStage, run_prep
-from benchmark.pipeline.prep.types import Detection
+from benchmark.pipeline.prep.types import Detection, FaceDetector
 
 pytestmark = pytest.mark.integration
 
 
-class CountingDetector:
+class CountingDetector(FaceDetector):
     """The real detector, counting calls and raising KeyboardInterrupt on call ``stop_at``
     (what Ctrl-C does in the middle of a model call)."""
 

@@ -19,30 +19,21 @@ mask (an output that still equals the photo inside the region is refused).
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import numpy as np
 
 from benchmark.assets import AssetStore
-from benchmark.pipeline.mask.types import CONTROLS
+from benchmark.pipeline.mask.types import CONTROLS, Control
 
 BLANK_GREY = 0.65  # the original renderer's albedo (REFERENCE.md), as a flat fill
 BLUR_SIGMA_PX = 8.0
 PIXEL_BLOCK_PX = 16
 
 
-class _Control:
-    """What every control shares: no assets, CPU only, a constructor like any backend's."""
-
-    cpu_only = True  # no GPU code: a "cuda" device plan runs it on the CPU
-    name: ClassVar[str]
-    assets: ClassVar[tuple[str, ...]] = ()
+class _Control(Control):
+    """What every control shares: no assets, a constructor like any backend's."""
 
     def __init__(self, store: AssetStore | None = None, device: str = "cpu") -> None:
         del store, device  # nothing to load
-
-    def settings(self) -> dict:
-        return {}
 
 
 @CONTROLS.register("blank", default=True)

@@ -20,13 +20,13 @@ from benchmark.assets import AssetStore
 from benchmark.device import check_device
 from benchmark.errors import DeviceError
 from benchmark.pipeline.common.landmarks_dlib import DlibLandmarker
-from benchmark.pipeline.mask.types import CUTS, FaceMesh, hull_region
+from benchmark.pipeline.mask.types import CUTS, FaceCut, FaceMesh, hull_region
 
 DLIB_81 = "shape_predictor_81_face_landmarks.dat"
 
 
 @CUTS.register("dlib81-hull")
-class Dlib81HullCut:
+class Dlib81HullCut(FaceCut):
     """Convex hull of dlib's 81 face landmarks (68 + forehead) found on the crop. CPU only."""
 
     cpu_only = True  # no GPU code: a "cuda" device plan runs it on the CPU

@@ -31,8 +31,10 @@ from benchmark.pipeline.mask.face_region import mesh_forehead_polygon
 from benchmark.pipeline.mask.types import (
     CUTS,
     RECONSTRUCTORS,
+    FaceCut,
     FaceMesh,
     MaskFailure,
+    Reconstructor,
     hull_region,
 )
 
@@ -47,7 +49,7 @@ def _one_face(mesh: MediaPipeFaceMesh, crop: np.ndarray) -> np.ndarray:
 
 
 @RECONSTRUCTORS.register("mediapipe-mesh", default=True)
-class MediaPipeMeshReconstructor:
+class MediaPipeMeshReconstructor(Reconstructor):
     cpu_only = True  # no GPU code: a "cuda" device plan runs it on the CPU
     name = "mediapipe-mesh"
     assets = (*MEDIAPIPE_ASSETS, "mediapipe-canonical-mesh")
@@ -64,7 +66,7 @@ class MediaPipeMeshReconstructor:
         return mesh
 
 
-class _MeshHullCut:
+class _MeshHullCut(FaceCut):
     """A cut that is the convex hull of points derived from the one face mesh on the crop.
 
     Shared by the MediaPipe cuts so that finding "the one face" (and failing closed)

@@ -105,7 +105,13 @@ import numpy as np
 
 from benchmark.device import check_device
 from benchmark.errors import DeviceError, DmbenchError
-from benchmark.pipeline.mask.types import RENDERERS, FaceMesh, MaskFailure, Rendering
+from benchmark.pipeline.mask.types import (
+    RENDERERS,
+    FaceMesh,
+    MaskFailure,
+    Renderer,
+    Rendering,
+)
 
 ORIGINAL_FOCAL = 50000.0  # renderer.get_original: flength
 ORIGINAL_CROP = 224  # RingNet's input size; the focal length scales with size / 224
@@ -367,7 +373,7 @@ def _camera_distance(mesh: FaceMesh, default: float) -> float:
 
 
 @RENDERERS.register("numpy", default=True)
-class NumpyRenderer:
+class NumpyRenderer(Renderer):
     """The original's OpenDR scene, rasterized with numpy on the CPU (see module docstring)."""
 
     cpu_only = True  # no GPU code: a "cuda" device plan runs it on the CPU
@@ -517,7 +523,7 @@ def _import_opendr() -> tuple[type, type, type]:
 
 
 @RENDERERS.register("opendr")
-class OpenDRRenderer:
+class OpenDRRenderer(Renderer):
     """The original's renderer (OpenDR + OSMesa), for parity checks against ``numpy``.
 
     The pixel-frame mesh is lifted back into the original's camera frame (focal 50000 · size /

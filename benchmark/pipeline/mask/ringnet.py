@@ -57,7 +57,12 @@ from benchmark.device import check_device, check_session_device, onnx_providers
 from benchmark.errors import AssetError, DeviceError, DmbenchError
 from benchmark.imageio import write_bytes_atomic
 from benchmark.meshes import read_ply
-from benchmark.pipeline.mask.types import RECONSTRUCTORS, FaceMesh, MaskFailure
+from benchmark.pipeline.mask.types import (
+    RECONSTRUCTORS,
+    FaceMesh,
+    MaskFailure,
+    Reconstructor,
+)
 
 ASSET = "ringnet"
 CHECKPOINT = "ring_6_68641"
@@ -367,7 +372,7 @@ def find_converted(store: AssetStore) -> tuple[Path, dict]:
     )
 
 
-class _RingNetReconstructor:
+class _RingNetReconstructor(Reconstructor):
     """FLAME mesh from a RingNet runner; shared by the TensorFlow and ONNX backends."""
 
     name: ClassVar[str]
@@ -445,6 +450,9 @@ class RingNetOnnxReconstructor(_RingNetReconstructor):
     ) -> None:
         path, record = find_converted(store)
         self.runner = OnnxRunner(path, device, batch_size)
-        # The converted file is not a manifest asset: its hash keys the cache instead.
-        self.derived_sha256 = {ONNX_FILE: record["onnx_sha256"]}
+        self._onnx_sha256 = str(record["onnx_sha256"])
         self._load_topology(store)
+
+    def derived_sha256(self) -> dict[str, str]:
+        """The converted file is not a manifest asset: its hash keys the cache instead."""
+        return {ONNX_FILE: self._onnx_sha256}

@@ -43,7 +43,12 @@ from benchmark.assets import AssetStore
 from benchmark.device import check_device
 from benchmark.errors import DeviceError, DmbenchError
 from benchmark.pipeline.common.landmarks_dlib import DlibLandmarker, as_uint8_image
-from benchmark.pipeline.mask.types import RECONSTRUCTORS, FaceMesh, MaskFailure
+from benchmark.pipeline.mask.types import (
+    RECONSTRUCTORS,
+    FaceMesh,
+    MaskFailure,
+    Reconstructor,
+)
 
 SFM_SHAPE = "sfm_shape_3448.bin"
 SFM_BLENDSHAPES = "expression_blendshapes_3448.bin"
@@ -95,7 +100,7 @@ class SfmFit:
 
 
 @RECONSTRUCTORS.register("sfm-eos")
-class SfmEosReconstructor:
+class SfmEosReconstructor(Reconstructor):
     """Surrey Face Model (shape + expressions) fitted by eos to dlib's 68 landmarks. CPU only."""
 
     cpu_only = True  # no GPU code: a "cuda" device plan runs it on the CPU

@@ -15,14 +15,15 @@ import hashlib
 import io
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from benchmark import __version__
 from benchmark.assets import AssetStore
-from benchmark.cache import Cache, cache_key
+from benchmark.cache import Cache
 from benchmark.device import DevicePlan
 from benchmark.errors import DmbenchError, ImageReadError
 from benchmark.imageio import (
@@ -31,9 +32,9 @@ from benchmark.imageio import (
     encode_png,
     ensure_folder,
     load_image,
-    write_bytes_atomic,
     write_png_atomic,
 )
+from benchmark.pipeline.backend import implements
 from benchmark.pipeline.mask.types import (
     CONTROLS,
     CUTS,
@@ -46,6 +47,7 @@ from benchmark.pipeline.mask.types import (
     Reconstructor,
     Renderer,
 )
+from benchmark.pipeline.stage_base import RunOutcomes, Stage, create_backends, write_run_record
 from benchmark.runfolder import check_names, contained, inside, read_table
 from benchmark.specs import MASK_VARIANTS
 
@@ -118,12 +120,14 @@ def compose(
     return {"overlay": overlay, "mask_only": mask_only, "mask_only_black": mask_only_black}
 
 
-class MaskStage:
+class MaskStage(Stage):
     """One reconstruct + render + cut combination, or one control + cut, through the cache.
 
     A control (``mask_controls``) fills the cut's region with no reconstruction; it takes
     the reconstructor's place, has no renderer, and is named ``<control>+<cut>``.
     """
+
+    name = STAGE
 
     def __init__(
         self,
@@ -135,23 +139,18 @@ class MaskStage:
         store: AssetStore | None = None,
     ) -> None:
         self.reconstructor, self.renderer, self.cut = reconstructor, renderer, cut
-        self.is_control = hasattr(reconstructor, "paint")
-        if not self.is_control and renderer is None:
+        self.is_control = implements(reconstructor, Control)
+        if self.is_control:
+            backends = {"control": reconstructor, "cut": cut}
+        elif renderer is None:
             raise DmbenchError(f"{reconstructor.name}: a reconstruction needs a renderer")
-        self.params = params or MaskParams()
-        self.cache = cache or Cache(enabled=False)
-        store = store or AssetStore()
-        roles = [r for r in (reconstructor, None if self.is_control else renderer, cut) if r]
-        self.backend = "+".join(role.name for role in roles)
-        names = tuple(dict.fromkeys(a for role in roles for a in role.assets))
-        self._assets = {name: store.sha256_of(name) for name in names}
-        # Files a backend derived from assets (a converted model) key the cache too.
-        for role in roles:
-            self._assets |= {
-                f"{role.name}:{k}": v for k, v in getattr(role, "derived_sha256", {}).items()
-            }
+        else:
+            backends = {"reconstruct": reconstructor, "render": renderer, "cut": cut}
+        super().__init__(backends, params or MaskParams(), cache, store)
         # Stated constants of any role (a control's grey, a cut's geometry) key the cache.
-        self._settings = {r.name: r.settings() for r in roles if hasattr(r, "settings")}
+        self._settings = {
+            b.name: settings for b in self.backends.values() if (settings := b.settings())
+        }
 
     @classmethod
     def from_names(
@@ -168,47 +167,43 @@ class MaskStage:
     ) -> MaskStage:
         """The stage from registry names; ``control`` takes the reconstruction's place."""
         store = store or AssetStore()
-        made = {"store": store, "device": device}
-        return cls(
-            CONTROLS.create(control, **made)
+        made = create_backends(
+            {"control": (CONTROLS, control), "cut": (CUTS, cut)}
             if control
-            else RECONSTRUCTORS.create(reconstruct, **made),
-            None if control else RENDERERS.create(render, **made),
-            CUTS.create(cut, **made),
-            params=params,
-            cache=cache,
-            store=store,
+            else {
+                "reconstruct": (RECONSTRUCTORS, reconstruct),
+                "render": (RENDERERS, render),
+                "cut": (CUTS, cut),
+            },
+            store,
+            device,
         )
+        first = made.get("control") or made["reconstruct"]
+        return cls(first, made.get("render"), made["cut"], params, cache, store)
 
     @classmethod
     def for_control(cls, control: str, cut: str | None = None, **kwargs) -> MaskStage:
         """A control (``blank``, ``blur``, ...) over the same cut as the masks it controls."""
         return cls.from_names(cut=cut, control=control, **kwargs)
 
-    def key(self, input_sha256: str) -> str:
-        return cache_key(
-            stage=STAGE,
-            backend=self.backend,
-            input_sha256=input_sha256,
-            params=asdict(self.params) | ({"settings": self._settings} if self._settings else {}),
-            asset_sha256=self._assets,
-        )
+    def key_params(self) -> dict[str, Any]:
+        return asdict(self.params) | ({"settings": self._settings} if self._settings else {})
 
     def run_crop(self, crop: np.ndarray) -> MaskResult:
         """Mask one 224×224 RGB uint8 crop (cached by its pixels' sha256)."""
         return self.run_crops([crop])[0]
 
     def run_crops(self, crops: list[np.ndarray]) -> list[MaskResult]:
-        """Mask several crops; the cache misses go through the reconstructor in one batch
-        when it offers ``reconstruct_batch`` (RingNet: one network call for many crops)."""
+        """Mask several crops; the cache misses go through the reconstructor's
+        ``reconstruct_batch`` together (RingNet: one network call for many crops)."""
         digests = [hashlib.sha256(np.ascontiguousarray(c).tobytes()).hexdigest() for c in crops]
         keys = [self.key(digest) for digest in digests]
         results: list[MaskResult | None] = [self._from_cache(key) for key in keys]
         misses = [i for i, r in enumerate(results) if r is None and self._well_formed(crops[i])]
         meshes: dict[int, FaceMesh | MaskFailure] = {}
         crashed: set[int] = set()  # crops whose reconstruction raised (not a MaskFailure)
-        batch = getattr(self.reconstructor, "reconstruct_batch", None)
-        if batch is not None and misses:
+        if not self.is_control and misses:
+            batch = self.reconstructor.reconstruct_batch
             try:
                 meshes = dict(zip(misses, batch([crops[i] for i in misses]), strict=True))
             except Exception:  # retry crop by crop: one bad crop must not sink the batch
@@ -219,7 +214,7 @@ class MaskStage:
                         reason = f"reconstruction crashed: {type(exc).__name__}: {exc}"
                         meshes[i] = MaskFailure(reason)
                         crashed.add(i)
-                if crashed == set(misses):
+                if len(misses) > 1 and crashed == set(misses):
                     raise DmbenchError(  # systemic (out of memory, a broken model): stop loudly
                         f"{self.reconstructor.name} failed on every crop of a batch of "
                         f"{len(misses)}: {meshes[misses[0]].reason}"
@@ -325,27 +320,15 @@ class MaskedFrame:
 
 
 @dataclass
-class MaskRun:
+class MaskRun(RunOutcomes):
     out_dir: Path
     backend: str
     frames: list[MaskedFrame]
     seconds: float
+    success = "masked"
 
-    def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for item in self.frames:
-            out[item.result.status] = out.get(item.result.status, 0) + 1
-        return out
-
-    def failure_reasons(self) -> dict[str, int]:
-        import re
-
-        out: dict[str, int] = {}
-        for item in self.frames:
-            if item.result.status == "failed":
-                reason = re.sub(r"\d+(\.\d+)?", "N", item.result.reason)
-                out[reason] = out.get(reason, 0) + 1
-        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+    def outcomes(self) -> Iterable[tuple[str, str, str]]:
+        return ((f.result.status, f.result.reason, f.identity) for f in self.frames)
 
 
 def output_relpath(backend: str, variant: str, item: MaskedFrame) -> str:
@@ -431,15 +414,10 @@ def _write_outputs(run_dir: Path, run: MaskRun, stage: MaskStage) -> None:
                     path.unlink(missing_ok=True)  # a stale output of an earlier run must go
                     row[variant] = ""
             writer.writerow(row)
-    info = {
-        "stage": STAGE,
-        "dmbench_version": __version__,
-        "backend": run.backend,
-        "params": asdict(stage.params),
-        "assets": stage._assets,
-        "counts": run.counts(),
-        "failure_reasons": run.failure_reasons(),
-        "seconds": round(run.seconds, 3),
-        "cache": {"hits": stage.cache.hits, "misses": stage.cache.misses},
-    }
-    write_bytes_atomic(run.out_dir / "run.json", json.dumps(info, indent=2, default=str).encode())
+    write_run_record(
+        run.out_dir / "run.json",
+        stage,
+        counts=run.counts(),
+        reasons=run.reasons(),
+        seconds=round(run.seconds, 3),
+    )

@@ -18,11 +18,12 @@ front-facing triangle has a positive z component.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from benchmark.errors import MaskFailure
+from benchmark.pipeline.backend import Backend
 from benchmark.pipeline.registry import BackendPath, Registry
 
 
@@ -58,23 +59,29 @@ class Rendering:
     coverage: np.ndarray  # H x W bool: pixels covered by the mesh
 
 
-class Reconstructor(Protocol):
-    name: ClassVar[str]
-    assets: ClassVar[tuple[str, ...]]
-
+class Reconstructor(Backend, Protocol):
     def reconstruct(self, crop: np.ndarray) -> FaceMesh:
         """Mesh of the one face in a 224×224 RGB uint8 crop; MaskFailure if none or several."""
 
+    def reconstruct_batch(self, crops: list[np.ndarray]) -> list[FaceMesh | MaskFailure]:
+        """Meshes of several crops, each crop's MaskFailure in its place. By default one
+        crop at a time; a backend whose model takes batches (RingNet) overrides it. Any
+        other exception is a crash, which the stage retries crop by crop and never caches."""
+        out: list[FaceMesh | MaskFailure] = []
+        for crop in crops:
+            try:
+                out.append(self.reconstruct(crop))
+            except MaskFailure as exc:
+                out.append(exc)
+        return out
 
-class Renderer(Protocol):
-    name: ClassVar[str]
-    assets: ClassVar[tuple[str, ...]]
 
+class Renderer(Backend, Protocol):
     def render(self, mesh: FaceMesh, size: int) -> Rendering:
         """Shaded grey render of ``mesh`` on white, ``size × size``, orthographic."""
 
 
-class Control(Protocol):
+class Control(Backend, Protocol):
     """A control: the same face region filled without any reconstruction.
 
     It answers "how much identity do the surroundings and the region's silhouette carry
@@ -82,20 +89,13 @@ class Control(Protocol):
     before its render can be said to leak identity.
     """
 
-    name: ClassVar[str]
-    assets: ClassVar[tuple[str, ...]]
-
-    def settings(self) -> dict:
-        """The control's stated parameters (grey level, σ, block size), recorded and keyed."""
+    cpu_only = True  # a fill needs no GPU
 
     def paint(self, crop: np.ndarray, region: np.ndarray) -> np.ndarray:
         """H×W×3 float32 image in [0, 1] whose pixels inside ``region`` replace the photo's."""
 
 
-class FaceCut(Protocol):
-    name: ClassVar[str]
-    assets: ClassVar[tuple[str, ...]]
-
+class FaceCut(Backend, Protocol):
     def region(self, crop: np.ndarray, mesh: FaceMesh) -> np.ndarray:
         """Boolean H×W face region of the crop; MaskFailure if it cannot be found."""
 
@@ -124,6 +124,7 @@ RECONSTRUCTORS: Registry[Reconstructor] = Registry(
         "ringnet-onnx": "benchmark.pipeline.mask.ringnet:RingNetOnnxReconstructor",
     },
     default="mediapipe-mesh",
+    protocol=Reconstructor,
 )
 RENDERERS: Registry[Renderer] = Registry(
     "mask.render",
@@ -132,6 +133,7 @@ RENDERERS: Registry[Renderer] = Registry(
         "opendr": BackendPath("benchmark.pipeline.mask.render:OpenDRRenderer", extra="opendr"),
     },
     default="numpy",
+    protocol=Renderer,
 )
 CUTS: Registry[FaceCut] = Registry(
     "mask.cut",
@@ -141,6 +143,7 @@ CUTS: Registry[FaceCut] = Registry(
         "dlib81-hull": "benchmark.pipeline.mask.cut_dlib:Dlib81HullCut",
     },
     default="mediapipe-forehead",
+    protocol=FaceCut,
 )
 CONTROLS: Registry[Control] = Registry(
     "mask.control",
@@ -151,4 +154,5 @@ CONTROLS: Registry[Control] = Registry(
         "blackout": "benchmark.pipeline.mask.controls:BlackoutControl",
     },
     default="blank",
+    protocol=Control,
 )

@@ -16,14 +16,14 @@ import numpy as np
 
 from benchmark.assets import AssetStore
 from benchmark.device import opencv_dnn_target
-from benchmark.pipeline.prep.types import DETECTORS, Detection
+from benchmark.pipeline.prep.types import DETECTORS, Detection, FaceDetector
 
 # Detections below this score are never needed: the one-face rule looks at ≥ 0.1.
 SCORE_FLOOR = 0.05
 
 
 @DETECTORS.register("retinaface-caffe")
-class RetinaFaceCaffe:
+class RetinaFaceCaffe(FaceDetector):
     """The original's detector (minivision's Widerface-RetinaFace.caffemodel)."""
 
     name = "retinaface-caffe"
@@ -61,7 +61,7 @@ class RetinaFaceCaffe:
 
 
 @DETECTORS.register("yunet", default=True)
-class YuNet:
+class YuNet(FaceDetector):
     """OpenCV Zoo YuNet (2023mar, int8 block-quantized) via cv2.FaceDetectorYN.
 
     Large images are shrunk to at most ``max_side`` pixels first (YuNet is trained

@@ -19,7 +19,7 @@ from benchmark.geometry import square_box, square_patch
 from benchmark.meshes import read_obj
 from benchmark.pipeline.common.mediapipe_mesh import ASSETS as MEDIAPIPE_ASSETS
 from benchmark.pipeline.common.mediapipe_mesh import MediaPipeFaceMesh
-from benchmark.pipeline.prep.types import POSES, Pose
+from benchmark.pipeline.prep.types import POSES, Pose, PoseEstimator
 
 # MediaPipe face-mesh indices standing in for the WFLW-98 points the PFLD formulas
 # use: 1/31 (face contour at eye height, image left/right), 51 (top of the nose
@@ -62,7 +62,7 @@ def rotation_matrix(yaw: float, pitch: float, roll: float) -> np.ndarray:
 
 
 @POSES.register("mediapipe-mesh", default=True)
-class MediaPipeMeshPose:
+class MediaPipeMeshPose(PoseEstimator):
     """Face mesh → Kabsch fit to the canonical model → Euler angles."""
 
     cpu_only = True  # no GPU code: a "cuda" device plan runs it on the CPU
@@ -103,7 +103,7 @@ def pose_from_landmarks3d(points: np.ndarray, canonical: np.ndarray) -> Pose:
 
 
 @POSES.register("pfld")
-class PfldPose:
+class PfldPose(PoseEstimator):
     """The original's PFLD-98 landmarks and yaw/pitch/roll formulas (user-supplied weights)."""
 
     name = "pfld"

@@ -13,18 +13,17 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import platform
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmark import __version__
 from benchmark.assets import AssetStore
-from benchmark.cache import Cache, cache_key
+from benchmark.cache import Cache
 from benchmark.datasets import Dataset, Frame, natural_key
 from benchmark.device import DevicePlan
 from benchmark.errors import DmbenchError, ImageReadError, RunTableError
@@ -46,6 +45,7 @@ from benchmark.pipeline.prep.types import (
     PoseEstimator,
     Selection,
 )
+from benchmark.pipeline.stage_base import RunOutcomes, Stage, create_backends, write_run_record
 from benchmark.runfolder import check_names, inside, read_table
 
 STAGE = "prep"
@@ -126,12 +126,10 @@ class FrameResult:
         return {k: getattr(self, k) for k in RECORD_FIELDS}
 
 
-def asset_digests(store: AssetStore, names: tuple[str, ...]) -> dict[str, dict[str, str]]:
-    return {name: store.sha256_of(name) for name in names}
-
-
-class PrepStage:
+class PrepStage(Stage):
     """Runs one detector + one pose backend over frames, through the cache."""
+
+    name = STAGE
 
     def __init__(
         self,
@@ -141,16 +139,12 @@ class PrepStage:
         cache: Cache | None = None,
         store: AssetStore | None = None,
     ) -> None:
-        self.detector = detector
-        self.pose = pose
         given = params or PrepParams()
-        self.params = given.for_detector(detector.name)
-        self.cache = cache or Cache(enabled=False)
-        store = store or AssetStore()
-        self.backend = f"{detector.name}+{pose.name}"
-        self._assets = asset_digests(store, tuple(detector.assets) + tuple(pose.assets))
+        backends = {"detector": detector, "pose": pose}
+        super().__init__(backends, given.for_detector(detector.name), cache, store)
+        self.detector, self.pose = detector, pose
         if given.min_best_score is None or given.other_face_score is None:
-            check_calibrated_model(detector.name, self._assets.get(detector.name, {}))
+            check_calibrated_model(detector.name, self.asset_sha256.get(detector.name, {}))
 
     @classmethod
     def from_names(
@@ -163,26 +157,15 @@ class PrepStage:
         params: PrepParams | None = None,
         cache: Cache | None = None,
     ) -> PrepStage:
-
         store = store or AssetStore()
-        return cls(
-            DETECTORS.create(detector, store=store, device=device),
-            POSES.create(pose, store=store, device=device),
-            params=params,
-            cache=cache,
-            store=store,
-        )
+        chosen = {"detector": (DETECTORS, detector), "pose": (POSES, pose)}
+        made = create_backends(chosen, store, device)
+        return cls(**made, params=params, cache=cache, store=store)
 
-    def key(self, input_sha256: str) -> str:
+    def key_params(self) -> dict[str, Any]:
         params = {k: v for k, v in asdict(self.params).items() if k != "seed"}
         params["decoding"] = DECODING  # how a file becomes pixels (EXIF orientation applied)
-        return cache_key(
-            stage=STAGE,
-            backend=self.backend,
-            input_sha256=input_sha256,
-            params=params,
-            asset_sha256=self._assets,
-        )
+        return params
 
     # -- one frame --------------------------------------------------------------
     def run_frame(self, frame: Frame, expected_sha256: str | None = None) -> FrameResult:
@@ -335,29 +318,15 @@ TABLE_COLUMNS = (
 
 
 @dataclass
-class PrepRun:
+class PrepRun(RunOutcomes):
     out_dir: Path
     results: list[FrameResult]
     selections: list[Selection]
     seconds: float
+    success = "kept"
 
-    def counts(self) -> dict[str, int]:
-        counts: dict[str, int] = defaultdict(int)
-        for res in self.results:
-            counts[res.status] += 1
-        return dict(counts)
-
-    def drop_reasons(self, identities: set[str] | None = None) -> dict[str, int]:
-        """Reasons in broad classes (numbers stripped) with their counts, over every frame or
-        over the frames of ``identities``."""
-        import re
-
-        counts: dict[str, int] = defaultdict(int)
-        for res in self.results:
-            if res.status != "kept" and (identities is None or res.frame.identity in identities):
-                text = res.reason.split(": ", 1)[-1] if res.status == "error" else res.reason
-                counts[re.sub(r"\(.*\)", "(…)", text)] += 1
-        return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+    def outcomes(self) -> Iterable[tuple[str, str, str]]:
+        return ((r.status, r.reason, r.frame.identity) for r in self.results)
 
 
 def crop_relpath(frame: Frame) -> str:
@@ -474,7 +443,24 @@ def run_prep(
         for sel in selections:
             writer.writerow([sel.identity, sel.session, sel.database, sel.query])
     run = PrepRun(out_dir, results, selections, seconds)
-    _write_run_json(out_dir / "run.json", dataset, stage, run)
+    kept_times = len(run.results) or 1
+    write_run_record(
+        out_dir / "run.json",
+        stage,
+        dataset={
+            "name": dataset.name,
+            "root": str(dataset.root),
+            "layout": dataset.layout,
+            "frames": len(dataset.frames),
+            "identities": len(dataset.identities()),
+        },
+        counts=run.counts(),
+        reasons=run.reasons(),
+        layout_problems=len(dataset.problems),
+        selected_sessions=len(run.selections),
+        seconds=round(run.seconds, 3),
+        ms_per_image=round(1000 * run.seconds / kept_times, 3),
+    )
     return run
 
 
@@ -506,45 +492,6 @@ def _write_table(
 
 def _fmt(values: tuple | None) -> str:
     return "" if values is None else " ".join(f"{v:g}" for v in values)
-
-
-def _write_run_json(path: Path, dataset: Dataset, stage: PrepStage, run: PrepRun) -> None:
-    import cv2
-
-    kept_times = len(run.results) or 1
-    info = {
-        "stage": STAGE,
-        "dmbench_version": __version__,
-        "dataset": {
-            "name": dataset.name,
-            "root": str(dataset.root),
-            "layout": dataset.layout,
-            "frames": len(dataset.frames),
-            "identities": len(dataset.identities()),
-        },
-        "backend": {"detector": stage.detector.name, "pose": stage.pose.name},
-        "params": asdict(stage.params),
-        "assets": stage._assets,
-        "counts": run.counts(),
-        "drop_reasons": run.drop_reasons(),
-        "layout_problems": len(dataset.problems),
-        "selected_sessions": len(run.selections),
-        "seconds": round(run.seconds, 3),
-        "ms_per_image": round(1000 * run.seconds / kept_times, 3),
-        "cache": {
-            "hits": stage.cache.hits,
-            "misses": stage.cache.misses,
-            "enabled": stage.cache.enabled,
-        },
-        "platform": {
-            "python": platform.python_version(),
-            "machine": platform.machine(),
-            "numpy": np.__version__,
-            "opencv": cv2.__version__,
-        },
-    }
-    with atomic_writer(path, "w", encoding="utf-8") as handle:
-        handle.write(json.dumps(info, indent=2, default=str))
 
 
 def read_selection(run_dir: Path) -> list[Selection]:

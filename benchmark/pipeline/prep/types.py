@@ -5,10 +5,11 @@ runner (``stage.py``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import Protocol
 
 import numpy as np
 
+from benchmark.pipeline.backend import Backend
 from benchmark.pipeline.registry import BackendPath, Registry
 
 
@@ -26,18 +27,12 @@ class Pose:
     roll: float  # + : clockwise on screen (the image-left eye higher)
 
 
-class FaceDetector(Protocol):
-    name: ClassVar[str]
-    assets: ClassVar[tuple[str, ...]]
-
+class FaceDetector(Backend, Protocol):
     def detect(self, rgb: np.ndarray) -> list[Detection]:
         """All faces with score ≥ a low floor (≤ 0.1), best first."""
 
 
-class PoseEstimator(Protocol):
-    name: ClassVar[str]
-    assets: ClassVar[tuple[str, ...]]
-
+class PoseEstimator(Backend, Protocol):
     def estimate(self, rgb: np.ndarray, box_xywh: tuple[int, int, int, int]) -> Pose | None:
         """Head pose of the face in the box, or None when no landmarks can be found."""
 
@@ -49,6 +44,7 @@ DETECTORS: Registry[FaceDetector] = Registry(
         "retinaface-caffe": "benchmark.pipeline.prep.detectors:RetinaFaceCaffe",
     },
     default="yunet",
+    protocol=FaceDetector,
 )
 POSES: Registry[PoseEstimator] = Registry(
     "prep.pose",
@@ -57,6 +53,7 @@ POSES: Registry[PoseEstimator] = Registry(
         "pfld": BackendPath("benchmark.pipeline.prep.pose:PfldPose", extra="pfld"),
     },
     default="mediapipe-mesh",
+    protocol=PoseEstimator,
 )
 
 

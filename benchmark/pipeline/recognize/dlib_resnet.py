@@ -27,7 +27,12 @@ from benchmark.assets import AssetStore
 from benchmark.device import check_device
 from benchmark.errors import DeviceError, DmbenchError
 from benchmark.pipeline.common.landmarks_dlib import as_uint8_image
-from benchmark.pipeline.recognize.types import EMBEDDERS, Embedding, faces_on_photos
+from benchmark.pipeline.recognize.types import (
+    EMBEDDERS,
+    Embedder,
+    Embedding,
+    faces_on_photos,
+)
 
 ASSET = "dlib-face-recognition-models"
 PREDICTOR_5 = "models/shape_predictor_5_face_landmarks.dat"
@@ -37,9 +42,10 @@ SAME_PERSON_DISTANCE = 0.6  # dlib's documented threshold
 
 
 @EMBEDDERS.register("dlib-resnet")
-class DlibResNetEmbedder:
+class DlibResNetEmbedder(Embedder):
     name = "dlib-resnet"
     assets = (ASSET,)
+    aligns_on_photo = True
     metric = "euclidean"
     dim = 128
 

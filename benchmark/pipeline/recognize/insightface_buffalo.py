@@ -35,7 +35,7 @@ from benchmark.assets import AssetStore
 from benchmark.device import check_device, check_session_device, onnx_providers
 from benchmark.errors import AssetError, DmbenchError
 from benchmark.pipeline.recognize.sface import as_bgr
-from benchmark.pipeline.recognize.types import EMBEDDERS, Embedding
+from benchmark.pipeline.recognize.types import EMBEDDERS, Embedder, Embedding
 
 ASSET = "insightface-buffalo-l"
 DETECTOR_FILE = "det_10g.onnx"
@@ -60,7 +60,7 @@ def import_insightface():
 
 
 @EMBEDDERS.register(ASSET)
-class InsightFaceBuffaloL:
+class InsightFaceBuffaloL(Embedder):
     name = ASSET
     assets = (ASSET,)
     metric = "cosine"

@@ -41,7 +41,12 @@ from benchmark.errors import AssetError
 from benchmark.pipeline.common.landmarks_dlib import as_uint8_image
 from benchmark.pipeline.prep.detectors import YuNet
 from benchmark.pipeline.prep.types import Detection
-from benchmark.pipeline.recognize.types import EMBEDDERS, Embedding, faces_on_photos
+from benchmark.pipeline.recognize.types import (
+    EMBEDDERS,
+    Embedder,
+    Embedding,
+    faces_on_photos,
+)
 
 MIN_SCORE = 0.5
 SFACE_INPUT = (1, 3, 112, 112)
@@ -67,9 +72,10 @@ def yunet_row(det: Detection) -> np.ndarray:
 
 
 @EMBEDDERS.register("sface", default=True)
-class SFaceEmbedder:
+class SFaceEmbedder(Embedder):
     name = "sface"
     assets = ("yunet", "sface")
+    aligns_on_photo = True
     metric = "cosine"
     dim = 128
     min_score = MIN_SCORE

@@ -16,17 +16,19 @@ import hashlib
 import io
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from benchmark.assets import AssetStore
-from benchmark.cache import Cache, cache_key
+from benchmark.cache import Cache
 from benchmark.device import DevicePlan
 from benchmark.errors import DmbenchError, ImageReadError
 from benchmark.imageio import load_image
 from benchmark.metrics import bootstrap_interval, ranks_of_truth
 from benchmark.pipeline.recognize.pairing import Pair
 from benchmark.pipeline.recognize.types import EMBEDDERS, Embedder, Embedding, similarity_matrix
+from benchmark.pipeline.stage_base import Stage, create_backends
 from benchmark.runfolder import contained, read_table
 from benchmark.specs import MASK_VARIANTS, Scenario
 
@@ -50,8 +52,10 @@ def apply_quirks(image: np.ndarray, params: RecognizeParams) -> np.ndarray:
     return out
 
 
-class RecognizeStage:
+class RecognizeStage(Stage):
     """One embedder over many images, through the cache, in batches."""
+
+    name = STAGE
 
     def __init__(
         self,
@@ -60,16 +64,13 @@ class RecognizeStage:
         cache: Cache | None = None,
         store: AssetStore | None = None,
     ) -> None:
+        super().__init__({"embedder": embedder}, params or RecognizeParams(), cache, store)
         self.embedder = embedder
-        self.params = params or RecognizeParams()
-        self.cache = cache or Cache(enabled=False)
-        store = store or AssetStore()
-        self._assets = {name: store.sha256_of(name) for name in embedder.assets}
 
     @classmethod
-    def from_name(
+    def from_names(
         cls,
-        name: str | None = None,
+        embedder: str | None = None,
         *,
         store: AssetStore | None = None,
         device: str | DevicePlan = "cpu",
@@ -78,25 +79,23 @@ class RecognizeStage:
     ) -> RecognizeStage:
         store = store or AssetStore()
         params = params or RecognizeParams()
-        embedder = EMBEDDERS.create(name, store=store, device=device, batch_size=params.batch_size)
-        return cls(embedder, params, cache, store)
+        chosen = {"embedder": (EMBEDDERS, embedder)}
+        made = create_backends(chosen, store, device, batch_size=params.batch_size)
+        return cls(made["embedder"], params, cache, store)
+
+    def key_params(self) -> dict[str, Any]:
+        return {"reference_quirks": self.params.reference_quirks}  # not the batch size
 
     def key(self, image_sha256: str, reference_sha256: str | None = None) -> str:
-        params: dict = {"reference_quirks": self.params.reference_quirks}
-        if reference_sha256 is not None:  # aligned on the photo's face, not on its own
-            params["aligned_on_photo"] = reference_sha256
-        return cache_key(
-            stage=STAGE,
-            backend=self.embedder.name,
-            input_sha256=image_sha256,
-            params=params,
-            asset_sha256=self._assets,
-        )
+        if reference_sha256 is None:
+            return super().key(image_sha256)
+        # Aligned on the photo's face, not on its own.
+        return super().key(image_sha256, aligned_on_photo=reference_sha256)
 
     @property
     def aligns_on_photo(self) -> bool:
         """Whether the embedder can embed an image with the face geometry of another."""
-        return hasattr(self.embedder, "embed_aligned")
+        return self.embedder.aligns_on_photo
 
     def embed(
         self,

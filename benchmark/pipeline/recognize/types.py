@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
+from benchmark.pipeline.backend import Backend
 from benchmark.pipeline.registry import BackendPath, Registry
 
 
@@ -26,14 +27,20 @@ class Embedding:
     det_score: float | None = None
 
 
-class Embedder(Protocol):
-    name: ClassVar[str]
-    assets: ClassVar[tuple[str, ...]]
+class Embedder(Backend, Protocol):
     metric: ClassVar[str]  # "cosine" or "euclidean": how two vectors are compared
     dim: ClassVar[int]
+    # Whether ``embed_aligned`` works: the "photo" alignment of every scenario needs it.
+    aligns_on_photo: ClassVar[bool] = False
 
     def embed(self, images: list[np.ndarray]) -> list[Embedding]:
         """Detect, align and embed each RGB uint8 image (batched where the model allows)."""
+
+    def embed_aligned(self, images: list[np.ndarray], photos: list[np.ndarray]) -> list[Embedding]:
+        """Each image embedded with the face geometry found on its photo (the same 224×224
+        frame), for backends that say ``aligns_on_photo = True``."""
+        name = getattr(self, "name", type(self).__qualname__)  # a plug-in not yet registered
+        raise NotImplementedError(f"{name} cannot align an image on its photo")
 
 
 EMBEDDERS: Registry[Embedder] = Registry(
@@ -47,6 +54,7 @@ EMBEDDERS: Registry[Embedder] = Registry(
         ),
     },
     default="sface",
+    protocol=Embedder,
 )
 
 
