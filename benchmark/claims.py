@@ -93,7 +93,7 @@ KINDS = (*ROW_KINDS, "difference_positive")
 
 
 def evaluate(claim: Claim, results: Any, embedder: str, source: str | None = None) -> Verdict:
-    """The claim on one recogniser (and, for per-source claims, one mask source)."""
+    """The claim on one embedder (and, for per-source claims, one mask source)."""
     p = claim.params
     if claim.kind == "difference_positive":
         better = results.find(p["better"], embedder, source)
@@ -224,8 +224,8 @@ def source_of(results: Any, reconstruct: str | None) -> str | None:
 
 
 def claim_cases(profile: Any, claims: list[Claim]) -> list[tuple[Claim, str, str | None, str]]:
-    """(claim, recogniser, reconstruct or None, case key) for every case in which the claims
-    of ``profile`` are judged: once per recogniser, and per reconstruction backend for
+    """(claim, embedder, reconstruct or None, case key) for every case in which the claims
+    of ``profile`` are judged: once per embedder, and per reconstruction backend for
     per-source claims. The key names the case in ``known_failures`` and reports."""
     out = []
     for claim in claims:

@@ -15,7 +15,7 @@ accuracy); SFace runs its real model. One JSON line per backend, each with a ``s
 that is meant to have every GPU package installed.
 
 Heavy backends and their GPU paths: prep pose ``pfld`` (torch CUDA); mask reconstruct
-``ringnet`` (TensorFlow GPU) and ``ringnet-onnx`` (onnxruntime-gpu); recognise ``sface`` and
+``ringnet`` (TensorFlow GPU) and ``ringnet-onnx`` (onnxruntime-gpu); recognize ``sface`` and
 ``insightface-buffalo-l`` (onnxruntime-gpu); the OpenCV-dnn detectors ``yunet`` /
 ``retinaface-caffe`` and ``dlib-resnet`` (CUDA builds only). The mask renderer and the
 dlib / MediaPipe landmarkers run on the CPU by design.
@@ -179,7 +179,7 @@ def check_insightface(n: int = 64) -> dict:
     b = np.stack([e.vector for e in gpu.embed(images[:4])])
     return {
         "ok": float(np.abs(a - b).max()) < 1e-3,
-        "providers": gpu.recognizer.session.get_providers(),
+        "providers": gpu.model.session.get_providers(),
         "max_abs_embedding_diff": float(np.abs(a - b).max()),
         "gpu_images_per_s": round(n / _time(lambda: gpu.embed(images), 2)),
         "cpu_images_per_s": round(8 / _time(lambda: cpu.embed(images[:8]), 1)),

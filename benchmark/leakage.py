@@ -1,4 +1,4 @@
-"""Identity leakage of a reconstruction, before any renderer or recogniser sees it.
+"""Identity leakage of a reconstruction, before any renderer or embedder sees it.
 
 Nearest-neighbour re-identification on geometry alone: every query mesh is aligned to
 every database mesh by an optimal similarity transform (orthogonal Procrustes:

@@ -107,7 +107,7 @@ def _controls(results) -> list[str]:
 
 
 def bar_chart(results, out: Path) -> Path:
-    """Fig. 1-style bars: Mask2Face vs Mask2Mask per recogniser, the paper's values, and the
+    """Fig. 1-style bars: Mask2Face vs Mask2Mask per embedder, the paper's values, and the
     blank control's bars (scored with the photo's face geometry) beside the mask's."""
     from benchmark.stats import wilson
 
@@ -239,7 +239,7 @@ def _surroundings_table(results) -> list[str]:
         "over the same identities (a query not scored counts as a miss), with its 95 % "
         "bootstrap interval: only that excess can be credited to the render.",
         "",
-        "| recogniser | mask | scenario | mask rank-1 % (own detection, original protocol) "
+        "| embedder | mask | scenario | mask rank-1 % (own detection, original protocol) "
         "| mask rank-1 % (photo geometry) | control rank-1 % (photo geometry) "
         "| mask − control, points [95 % CI] | n | chance % |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -278,14 +278,14 @@ def _draw_lines(results) -> list[str]:
         + ").",
         f"- lost at prep (fewer than 2 sessions kept): {lost['prep_fewer_than_2_sessions']}; "
         "their frames' reasons: " + ("; ".join(f"{n} × {r}" for r, n in reasons) or "none"),
-        f"- lost because a recogniser found no face on the photo: {lost['no_face_embedding']}",
+        f"- lost because an embedder found no face on the photo: {lost['no_face_embedding']}",
         f"- lost to failed masks (privacy fails closed): {lost['mask_failures']} "
         f"({lost['valid_if_masks_failed_open']} would be valid had masks failed open as the "
         "original's did)",
-        f"- lost because a recogniser found no face on an overlay: {lost['overlay_without_face']}",
-        "- valid per recogniser alone: "
+        f"- lost because an embedder found no face on an overlay: {lost['overlay_without_face']}",
+        "- valid per embedder alone: "
         + ", ".join(f"`{k}` {v}" for k, v in lost["valid_per_embedder"].items())
-        + " (the study scores the identities valid for every recogniser and every mask)",
+        + " (the study scores the identities valid for every embedder and every mask)",
         "",
     ]
     return lines
@@ -316,7 +316,7 @@ def write_report(results, out_dir: Path, companions: tuple = ()) -> Path:
         + ", ".join(f"`{s}`" for s in results.config["mask_sources"])
         + "; controls "
         + (", ".join(f"`{s}`" for s in _controls(results)) or "none")
-        + "; recognisers "
+        + "; embedders "
         + ", ".join(f"`{e}`" for e in profile["embedders"])
         + f"; valid-identity rule `{profile.get('identity_rule', 'usable-sessions')}`"
         + f"; reference quirks {'on' if profile.get('reference_quirks') else 'off'}.",
@@ -367,7 +367,7 @@ def write_report(results, out_dir: Path, companions: tuple = ()) -> Path:
         "Alignment *own*: each image's own face detection (the original's); *photo*: the "
         "face geometry found on the photo.",
         "",
-        "| recogniser | scenario | query masks → database masks | alignment | n "
+        "| embedder | scenario | query masks → database masks | alignment | n "
         "| rank-1 % [95 % CI] | rank-1 all % | control rank-1 all % | rank-5 % | rank-10 % "
         "| mean rank | chance % | no face q/db |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -415,7 +415,7 @@ def write_report(results, out_dir: Path, companions: tuple = ()) -> Path:
         lines.append(f"- mask `{source}`: {info['counts']}; reasons: {info['reasons']}")
     for embedder, info in results.counts["recognize"].items():
         lines.append(
-            f"- recognise `{embedder}`: no face found on {info['no_face']} of "
+            f"- recognize `{embedder}`: no face found on {info['no_face']} of "
             f"{info['images']} images"
         )
     lines += [

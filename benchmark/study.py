@@ -244,13 +244,13 @@ class _Pipeline:
 
     prep: PrepStage
     masks: list[MaskStage]  # reconstructions first, then controls
-    recognizers: dict[str, RecognizeStage]
+    embedders: dict[str, RecognizeStage]
 
     def asset_sha256(self) -> dict[str, dict[str, str]]:
         """sha256 of every file every stage used, as verified in this run (``tofu:`` where
         the manifest has no hash and it was trusted on first use), so two users can compare
         what they ran."""
-        stages = [self.prep, *self.masks, *self.recognizers.values()]
+        stages = [self.prep, *self.masks, *self.embedders.values()]
         return {name: files for stage in stages for name, files in stage.asset_sha256.items()}
 
     @property
@@ -297,7 +297,7 @@ def _build_pipeline(
         MaskStage.for_control(name, profile.cut, store=store, device=plan, cache=cache)
         for name in profile.controls
     ]
-    recognizers = {
+    embedders = {
         name: RecognizeStage.from_names(
             name,
             store=store,
@@ -307,7 +307,7 @@ def _build_pipeline(
         )
         for name in profile.embedders
     }
-    return _Pipeline(prep, masks, recognizers)
+    return _Pipeline(prep, masks, embedders)
 
 
 def _nothing_scored(draw: _Draw) -> str:
@@ -320,9 +320,9 @@ def _nothing_scored(draw: _Draw) -> str:
         f"no identity can be scored: of {draw.drawn} drawn, "
         f"{lost['prep_fewer_than_2_sessions']} had fewer than {MIN_SESSIONS} sessions kept by "
         f"prep{f' (frames dropped for: {reasons})' if reasons else ''}, "
-        f"{lost['no_face_embedding']} had a photo without a recognised face, "
+        f"{lost['no_face_embedding']} had a photo without a recognized face, "
         f"{lost['mask_failures']} had failed masks and {lost['overlay_without_face']} an "
-        "overlay without a recognised face"
+        "overlay without a recognized face"
     )
 
 
@@ -359,7 +359,7 @@ def _run_draw(
     deciding = {("prep", "face")} | {(s, "overlay") for s in sources}
     first = {k: p for k, p in paths.items() if tuple(k.split("|")[:2]) in deciding}
     embeddings = {}
-    for name, stage in pipeline.recognizers.items():
+    for name, stage in pipeline.embedders.items():
         start = time.perf_counter()
         embeddings[name] = stage.embed(load_images(first), progress=options.progress)
         key = f"recognize_{name}_s"
@@ -372,8 +372,8 @@ def _run_draw(
         )
         return [pair.identity for pair in pairs]
 
-    # The original's rule per recogniser (face and overlay embeddings of every mask source;
-    # an overlay exists only where its mask did), then for all recognisers together.
+    # The original's rule per embedder (face and overlay embeddings of every mask source;
+    # an overlay exists only where its mask did), then for all embedders together.
     valid_frames = {name: valid_uids(vectors, sources) for name, vectors in embeddings.items()}
     with_face = set.intersection(*(valid_uids(vectors, []) for vectors in embeddings.values()))
     masked = with_face.intersection(
@@ -494,7 +494,7 @@ def run_study(
     scenarios = load_scenarios()
     paired = {uid for pair in pairs for uid in (pair.database, pair.query)}
     rows, hits, embed_counts = [], {}, {}
-    for name, stage in pipeline.recognizers.items():
+    for name, stage in pipeline.embedders.items():
         start = time.perf_counter()
         embeddings = draw.embeddings[name]
         second = {
@@ -508,7 +508,7 @@ def run_study(
             # The attacker who knows where the face is: masks and controls embedded with the
             # face geometry of their photo, so that a control with no face on it is scored.
             # Grouped by frame, so that a batch holds every image made from one photo and
-            # the recogniser finds that photo's face once (``faces_on_photos``).
+            # the embedder finds that photo's face once (``faces_on_photos``).
             masked_images = {
                 k: draw.paths[k]
                 for k in sorted(draw.paths, key=lambda k: (k.split("|", 2)[2], k))
@@ -626,7 +626,7 @@ CONTROLLED_SCENARIOS = ("Overlay2Face", "MaskOnly2Face", "Overlay2Overlay", "Mas
 
 
 def control_comparisons(results: StudyResults, pairs: list) -> list[dict[str, Any]]:
-    """Mask minus control rank-1 per recogniser, reconstruction, control, scenario and
+    """Mask minus control rank-1 per embedder, reconstruction, control, scenario and
     alignment.
 
     Paired by identity over every scored pair; a query that was not scored (no face found
@@ -642,7 +642,7 @@ def control_comparisons(results: StudyResults, pairs: list) -> list[dict[str, An
                     try:
                         mask_row = results.find(scenario, embedder, source, alignment=alignment)
                         control_row = results.find(scenario, embedder, control, alignment=alignment)
-                    except KeyError:  # this recogniser has no such alignment
+                    except KeyError:  # this embedder has no such alignment
                         continue
                     mask_hits, control_hits = (
                         {i: results.hits_of(row).get(i, 0) for i in identities}

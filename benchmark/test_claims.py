@@ -1,7 +1,7 @@
 """The claims of the digital-mask study, as tests: ``pytest -k claim_rank1``.
 
 Each claim in ``specs/claims.toml`` states its citation, its bound, why, and the minimum
-n at which it has 80 % power; it runs once per recogniser of its profile (and per
+n at which it has 80 % power; it runs once per embedder of its profile (and per
 reconstruction backend for per-source claims):
 
 * ``lfw`` — the embedded models on LFW (runs anywhere, offline after set-up). The run

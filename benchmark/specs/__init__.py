@@ -118,7 +118,7 @@ class Claim:
     power: dict[str, Any]
     min_n: int
     per_source: bool = False  # judged once per reconstruction backend, not only the first
-    # {recogniser (or "recogniser/reconstruct" for per-source claims): finding} for each
+    # {embedder (or "embedder/reconstruct" for per-source claims): finding} for each
     # case in which the claim was found NOT to hold on the profile's default run. A finding
     # is {value, tolerance, n, measured}: the monitored statistic, the band it must stay in
     # (at n; wider on smaller runs), and the numbers as measured. Reported as strict xfail.

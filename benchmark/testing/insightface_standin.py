@@ -2,7 +2,7 @@
 
 ``build_standin_pack`` writes ``det_10g.onnx`` and ``w600k_r50.onnx`` with the real files'
 tensor names, shapes and output layouts, but no trained weights: the detector reports one
-constant face, the recogniser is a fixed random projection. They test the wiring of the
+constant face, the embedder is a fixed random projection. They test the wiring of the
 ``insightface-buffalo-l`` backend (tests, the paper-profile run, the GPU check), never its
 accuracy. Building them needs the ``onnx`` package.
 """
@@ -99,7 +99,7 @@ def build_scrfd_standin(path: Path) -> None:
 def build_arcface_standin(path: Path) -> None:
     """A stand-in with w600k_r50.onnx's signature: 'input.1' [N, 3, 112, 112] → [N, 512].
 
-    A fixed random projection of the 8×8-pooled crop (seed 0), not a face recogniser: its
+    A fixed random projection of the 8×8-pooled crop (seed 0), not a face embedder: its
     embedding depends on the aligned crop, nothing more. Its first nodes are not named
     Sub/Mul, so insightface normalises the input with mean 127.5, std 127.5 as for the real
     file.
@@ -134,7 +134,7 @@ def build_standin_pack(folder: Path) -> Path:
 
 def standin_manifest(names: tuple[str, ...] = (ASSET,)) -> dict[str, Asset]:
     """The real manifest fitted to stand-ins: the assets ``names`` lose their files' sizes
-    (no stand-in has the real sizes), and buffalo_l keeps only the two files the recogniser
+    (no stand-in has the real sizes), and buffalo_l keeps only the two files the embedder
     reads (the pack's landmark and gender/age models have no stand-in)."""
     manifest = load_manifest()
     for name in names:

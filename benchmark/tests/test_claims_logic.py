@@ -97,7 +97,7 @@ def test_below_the_minimum_n_fails_the_default_run_and_is_not_judged_in_a_reduce
 
 def test_claims_are_judged_for_real_at_their_minimum_n() -> None:
     by_id = {c.id: c for c in CLAIMS}
-    works = by_id["lfw_face2face_recogniser_works"]
+    works = by_id["lfw_face2face_embedder_works"]
     n = works.min_n
     assert _outcome(works, _results(n, {"Face2Face": n}), default_run=False).outcome == "pass"
     assert _outcome(works, _results(n, {"Face2Face": 2}), default_run=False).outcome == "fail"

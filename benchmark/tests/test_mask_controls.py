@@ -94,7 +94,7 @@ def test_a_control_fails_closed_where_the_cut_finds_no_face(store) -> None:
 
 
 @pytest.mark.parametrize("embedder", ["sface", "dlib-resnet"])
-def test_photo_alignment_embeds_a_blank_face_the_recogniser_cannot_detect(
+def test_photo_alignment_embeds_a_blank_face_the_embedder_cannot_detect(
     embedder, store, crops
 ) -> None:
     from benchmark.pipeline.recognize.stage import RecognizeStage

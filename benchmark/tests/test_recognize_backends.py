@@ -1,7 +1,7 @@
-"""Recognition backends (the attacker's face recogniser) on real LFW photos.
+"""Recognition backends (the attacker's face embedder) on real LFW photos.
 
 ``sface`` and ``dlib-resnet`` run their real models. ``insightface-buffalo-l`` (the
-original's recogniser) needs the user-supplied, non-commercial buffalo_l pack: its tests on
+original's embedder) needs the user-supplied, non-commercial buffalo_l pack: its tests on
 real photos skip without it, and its wiring is tested end to end with STAND-IN ONNX models
 built here (see ``build_standin_pack``).
 """
@@ -183,11 +183,11 @@ def test_sface_onnxruntime_matches_opencv_feature(sface, lfw20) -> None:
         crop = sface.align(bgr, det)
         assert crop.shape == (112, 112, 3)
         ours = sface.features([crop])
-        reference = sface.recognizer.feature(crop)
+        reference = sface.model.feature(crop)
         assert ours.shape == reference.shape == (1, 128)
         scale = float(np.abs(reference).max())
         np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-4 * scale)
-        cosine = sface.recognizer.match(ours, reference, cv2.FaceRecognizerSF_FR_COSINE)
+        cosine = sface.model.match(ours, reference, cv2.FaceRecognizerSF_FR_COSINE)
         assert cosine > 0.99999
 
 

@@ -37,7 +37,7 @@ def test_results_cover_every_scenario_and_source(small_study) -> None:
                 row = results.find(scenario.name, embedder, sources[0], sources[1])
                 assert row["cross_mask"] and row["query_source"] != row["database_source"]
     face = results.find("Face2Face", profile.embedders[0])
-    assert face["rank1"] > 0.5, "the recogniser works on faces of ~30 identities"
+    assert face["rank1"] > 0.5, "the embedder works on faces of ~30 identities"
     saved = load_results(out / "results.json")
     assert saved.scenarios == json.loads(json.dumps(results.scenarios))
     # Every stage's files as verified in this run, not only prep's (two users can compare).

@@ -12,8 +12,6 @@ the store's ``AssetError``, whose message says how to obtain it.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import numpy as np
 
 from benchmark.assets import AssetStore
@@ -31,8 +29,7 @@ class Dlib81HullCut(FaceCut):
 
     cpu_only = True  # no GPU code: a "cuda" device plan runs it on the CPU
 
-    name: ClassVar[str]
-    assets: ClassVar[tuple[str, ...]] = ("dlib-81",)
+    assets = ("dlib-81",)
 
     def __init__(self, store: AssetStore, device: str = "cpu") -> None:
         if check_device(device) != "cpu":

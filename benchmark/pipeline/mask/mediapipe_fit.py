@@ -18,8 +18,6 @@ closed: no face or two faces is a ``MaskFailure``.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import numpy as np
 
 from benchmark.assets import AssetStore
@@ -74,8 +72,7 @@ class _MeshHullCut(FaceCut):
     """
 
     cpu_only = True  # no GPU code: a "cuda" device plan runs it on the CPU
-    name: ClassVar[str]
-    assets: ClassVar[tuple[str, ...]] = MEDIAPIPE_ASSETS
+    assets = MEDIAPIPE_ASSETS
 
     def __init__(self, store: AssetStore, device: str = "cpu") -> None:
         # max_faces=2 so that a second face is seen and the crop fails closed.

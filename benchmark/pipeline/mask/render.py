@@ -99,7 +99,6 @@ and ≈ 190 pixels; with the lights turned 110° instead of 120°, 3.1 / 255.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 
@@ -378,8 +377,7 @@ class NumpyRenderer(Renderer):
 
     cpu_only = True  # no GPU code: a "cuda" device plan runs it on the CPU
 
-    name: ClassVar[str] = "numpy"
-    assets: ClassVar[tuple[str, ...]] = ()
+    name = "numpy"
 
     def __init__(
         self,
@@ -534,8 +532,7 @@ class OpenDRRenderer(Renderer):
 
     cpu_only = True  # no GPU code: a "cuda" device plan runs it on the CPU
 
-    name: ClassVar[str] = "opendr"
-    assets: ClassVar[tuple[str, ...]] = ()
+    name = "opendr"
 
     def __init__(
         self,

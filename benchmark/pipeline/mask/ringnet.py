@@ -47,7 +47,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import cv2
 import numpy as np
@@ -375,8 +375,6 @@ def find_converted(store: AssetStore) -> tuple[Path, dict]:
 class _RingNetReconstructor(Reconstructor):
     """FLAME mesh from a RingNet runner; shared by the TensorFlow and ONNX backends."""
 
-    name: ClassVar[str]
-    assets: ClassVar[tuple[str, ...]]
     runner: TensorFlowRunner | OnnxRunner
 
     def _load_topology(self, store: AssetStore) -> None:

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
@@ -105,8 +105,7 @@ class SfmEosReconstructor(Reconstructor):
 
     cpu_only = True  # no GPU code: a "cuda" device plan runs it on the CPU
 
-    name: ClassVar[str]
-    assets: ClassVar[tuple[str, ...]] = ("sfm", "dlib-face-recognition-models")
+    assets = ("sfm", "dlib-face-recognition-models")
 
     def __init__(
         self,

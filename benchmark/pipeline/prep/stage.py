@@ -471,7 +471,7 @@ def _write_table(
         writer = csv.DictWriter(handle, fieldnames=TABLE_COLUMNS)
         writer.writeheader()
         for res in results:
-            row = {k: getattr(res, k, "") for k in TABLE_COLUMNS if hasattr(res, k)}
+            row: dict[str, Any] = {k: getattr(res, k) for k in ("input_sha256", *RECORD_FIELDS)}
             row.update(
                 identity=res.frame.identity,
                 session=res.frame.session,
@@ -481,6 +481,7 @@ def _write_table(
                 crop=crop_relpath(res.frame) if res.frame.uid in roles else "",
                 box=_fmt(res.box),
                 crop_box=_fmt(res.crop_box),
+                cached=res.cached,
             )
             writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
         for where, reason in problems:

@@ -1,4 +1,4 @@
-"""``insightface-buffalo-l``: the original's recogniser (SCRFD-10G at 640×640 + ArcFace R50).
+"""``insightface-buffalo-l``: the original's embedder (SCRFD-10G at 640×640 + ArcFace R50).
 
 The original ran ``FaceAnalysis('buffalo_l')`` with ``prepare(ctx_id=0, det_size=(640,
 640))`` and kept ``faces[0].normed_embedding``. This backend runs the same two models of
@@ -81,16 +81,16 @@ class InsightFaceBuffaloL(Embedder):
         # get_model prints the providers it applied; keep the benchmark's output clean.
         with contextlib.redirect_stdout(io.StringIO()):
             self.detector = insightface.model_zoo.get_model(str(det_path), providers=providers)
-            self.recognizer = insightface.model_zoo.get_model(str(rec_path), providers=providers)
+            self.model = insightface.model_zoo.get_model(str(rec_path), providers=providers)
         for model, path, task in (
             (self.detector, det_path, "detection"),
-            (self.recognizer, rec_path, "recognition"),
+            (self.model, rec_path, "recognition"),
         ):
             if getattr(model, "taskname", None) != task:
                 raise AssetError(f"{path}: insightface does not load it as a {task} model")
             check_session_device(model.session, device, f"insightface-buffalo-l ({path.name})")
         self.detector.prepare(ctx_id, input_size=DET_SIZE, det_thresh=DET_THRESH)
-        self.recognizer.prepare(ctx_id)
+        self.model.prepare(ctx_id)
 
     def embed(self, images: list[np.ndarray]) -> list[Embedding]:
         results: list[Embedding | None] = [None] * len(images)
@@ -101,7 +101,7 @@ class InsightFaceBuffaloL(Embedder):
             if boxes.shape[0] == 0 or keypoints is None:
                 results[i] = Embedding(None, "no face detected (SCRFD found none ≥ 0.5)")
                 continue
-            size = self.recognizer.input_size[0]
+            size = self.model.input_size[0]
             with warnings.catch_warnings():
                 # insightface 0.7.3 calls SimilarityTransform.estimate, deprecated in
                 # scikit-image 0.26 (removed in 2.2): a FutureWarning on every face.
@@ -112,7 +112,7 @@ class InsightFaceBuffaloL(Embedder):
             scores.append(float(boxes[0, 4]))
         for start in range(0, len(crops), self.batch_size):
             feats = np.asarray(
-                self.recognizer.get_feat(crops[start : start + self.batch_size]), np.float32
+                self.model.get_feat(crops[start : start + self.batch_size]), np.float32
             )
             feats = feats.reshape(feats.shape[0], -1)
             feats /= np.linalg.norm(feats, axis=1, keepdims=True)

@@ -8,7 +8,7 @@
   default for ``FaceDetectorYN.create`` (and its samples / the OpenCV Zoo demos) is 0.9,
   but the int8 block-quantized YuNet squeezes its scores: on 600 random LFW photos the
   best face scored 0.877–0.944 (median 0.93), and 0.9 would drop 0.8 % of these clear
-  frontal faces. 0.5 is also the detection threshold of the original's recogniser
+  frontal faces. 0.5 is also the detection threshold of the original's embedder
   (InsightFace ``FaceAnalysis.prepare(det_thresh=0.5)``), while a blank or noise image
   scores ≤ 0.06.
 * Alignment: ``cv2.FaceRecognizerSF.alignCrop`` (the documented OpenCV way: a similarity
@@ -88,18 +88,18 @@ class SFaceEmbedder(Embedder):
         self.device = device
         self.batch_size = batch_size  # accepted for the protocol; the ONNX takes one crop
         self.detector = YuNet(store, device="cpu")
-        model = str(store.file("sface"))
+        path = str(store.file("sface"))
         # Only its alignCrop is used here; feature() is the reference of the parity test.
-        self.recognizer = cv2.FaceRecognizerSF.create(model, "")
+        self.model = cv2.FaceRecognizerSF.create(path, "")
         options = ort.SessionOptions()
         options.log_severity_level = 3  # the IR-6 file warns once per initializer input
         options.add_session_config_entry("session.disable_quant_qdq", "1")
-        self.session = ort.InferenceSession(model, options, providers=providers)
+        self.session = ort.InferenceSession(path, options, providers=providers)
         check_session_device(self.session, device, "sface")
         inputs = self.session.get_inputs()
         if list(inputs[0].shape) != list(SFACE_INPUT):
             raise AssetError(
-                f"{model}: SFace input {inputs[0].name} has shape {inputs[0].shape}, "
+                f"{path}: SFace input {inputs[0].name} has shape {inputs[0].shape}, "
                 f"expected {list(SFACE_INPUT)}"
             )
         self._input = inputs[0].name
@@ -125,7 +125,7 @@ class SFaceEmbedder(Embedder):
 
     def align(self, bgr: np.ndarray, det: Detection) -> np.ndarray:
         """112×112 BGR crop aligned on the detection's 5 landmarks (OpenCV's alignCrop)."""
-        return self.recognizer.alignCrop(bgr, yunet_row(det))
+        return self.model.alignCrop(bgr, yunet_row(det))
 
     def features(self, crops: list[np.ndarray]) -> np.ndarray:
         """Raw (unnormalised) SFace features of aligned BGR crops, n × 128 float32."""

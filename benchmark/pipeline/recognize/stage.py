@@ -3,7 +3,7 @@
 Images: ``face`` is the prep crop; ``overlay``, ``mask_only`` and ``mask_only_black``
 come from a mask run (one per reconstruct backend, called the mask *source*). Each image
 is embedded with the face detected on that very image, as the original does; an image on
-which the recogniser finds no face has no embedding and is counted per side.
+which the embedder finds no face has no embedding and is counted per side.
 
 Valid identities (the original's rule): both the database and the query frame have a
 ``face`` and an ``overlay`` embedding (for every mask source in play). The protocol then
@@ -246,7 +246,7 @@ class ScenarioResult:
     pairs: int  # identities the protocol paired
     n: int  # queries scored (own embedding and true database entry present)
     gallery: int
-    query_failures: int  # no face found by the recogniser on the query image
+    query_failures: int  # no face found by the embedder on the query image
     database_failures: int
     rank1: float
     rank1_ci: tuple[float, float]

@@ -1,7 +1,7 @@
 """Types and the protocol of face-recognition backends (the attacker's model).
 
 As in the original, the face is detected on the very image being embedded — a photo,
-an overlay or a mask — and an image on which the recogniser's own detector finds no
+an overlay or a mask — and an image on which the embedder's own detector finds no
 face gets no embedding (counted, never guessed).
 """
 
