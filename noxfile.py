@@ -73,22 +73,36 @@ def reproduce(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Stage benchmarks: save this run, then print its ratios to the previous saved run."""
+    """Stage benchmarks against the baseline in the repository: each median divided by the
+    machine-speed probe of the same run; a slowdown beyond the baseline's threshold fails
+    the session and the report (bench_report/bench_report.md and .json) says which.
+
+    `nox -s bench -- -k "probe or render"` runs a subset (CI runs the cheap ones).
+    """
     session.install("-e", ".[test]")
+    args = list(session.posargs)
+    if "-k" in args:  # a subset, always with the probe that normalises it
+        where = args.index("-k") + 1
+        args[where] = f"({args[where]}) or test_bench_machine_probe"
+    else:
+        args = ["-k", "test_bench_", *args]
+    run_json = Path(".benchmarks") / "latest.json"
+    run_json.parent.mkdir(exist_ok=True)
     session.run(
         "pytest",
         "-q",
         "-p",
         "no:cacheprovider",
-        "-k",
-        "test_bench_",
         "--benchmark-enable",
         "--benchmark-autosave",
+        f"--benchmark-json={run_json}",
         "--benchmark-columns=min,median,mean,stddev,rounds",
-        *session.posargs,
+        *args,
         env=_env(session),
     )
-    session.run("python", "-m", "benchmark.bench_compare", ".benchmarks")
+    session.run(
+        "python", "-m", "benchmark.bench_compare", str(run_json), "--report", "bench_report"
+    )
 
 
 @nox.session(python=PYTHON)

@@ -120,6 +120,15 @@ class Cache:
         self.misses = 0
         self.write_failures = 0  # puts that the disk refused (read-only, full, ...)
 
+    def counts(self) -> dict[str, int]:
+        return {"hits": self.hits, "misses": self.misses, "write_failures": self.write_failures}
+
+    def add_counts(self, counts: Mapping[str, int]) -> None:
+        """Add what a worker process counted on its own copy of this cache."""
+        self.hits += counts.get("hits", 0)
+        self.misses += counts.get("misses", 0)
+        self.write_failures += counts.get("write_failures", 0)
+
     def _dir(self, stage: str, key: str) -> Path:
         return self.root / stage / key[:2] / key
 

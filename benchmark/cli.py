@@ -12,6 +12,7 @@ from benchmark import __version__
 from benchmark.cache import STAGES
 from benchmark.device import DevicePlan
 from benchmark.errors import DmbenchError, UsageError
+from benchmark.pipeline.executor import check_workers, make_executor
 
 
 def cmd_assets(args: argparse.Namespace) -> int:
@@ -187,7 +188,12 @@ def _prep(args: argparse.Namespace, dataset_spec: str, out: Path):
     )
     # Made (and found writable) only once the data and the models are known to be usable.
     out = ensure_folder(out, "--out folder")
-    run = run_prep(dataset, out, stage, progress=not args.quiet, lazy=args.selection == "lazy")
+    executor = make_executor(args.workers)
+    try:
+        lazy = args.selection == "lazy"
+        run = run_prep(dataset, out, stage, progress=not args.quiet, lazy=lazy, executor=executor)
+    finally:
+        executor.close()
     counts = run.counts()
     print(
         f"prep {stage.backend} on {dataset.name} ({len(dataset.identities())} identities, "
@@ -225,7 +231,11 @@ def _mask(args: argparse.Namespace, run_dir: Path) -> None:
         stage = MaskStage.for_control(args.control, args.cut, **common)
     else:
         stage = MaskStage.from_names(args.reconstruct, args.render, args.cut, **common)
-    run = run_mask(run_dir, stage, progress=not args.quiet)
+    executor = make_executor(args.workers)
+    try:
+        run = run_mask(run_dir, stage, progress=not args.quiet, executor=executor)
+    finally:
+        executor.close()
     counts = run.counts()
     print(
         f"mask {stage.backend}: masked {counts.get('masked', 0)}, failed "
@@ -279,6 +289,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         use_cache=not args.no_cache,
         progress=not args.quiet,
         lazy_selection=args.selection == "lazy",
+        workers=args.workers,
         command=("dmbench", *sys.argv[1:]) if args.argv is None else ("dmbench", *args.argv),
     )
     results = run_study(profile, out, options, store)
@@ -431,6 +442,13 @@ def _device_spec(spec: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _workers(value: str) -> int:
+    try:
+        return check_workers(int(value))
+    except (ValueError, UsageError) as exc:
+        raise argparse.ArgumentTypeError(f"{value!r}: {exc}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dmbench", description=__doc__)
     parser.add_argument("--version", action="version", version=f"dmbench {__version__}")
@@ -470,6 +488,16 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--json", action="store_true", help="info: print JSON")
     cache.set_defaults(func=cmd_cache)
 
+    def add_workers(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--workers",
+            type=_workers,
+            default=None,
+            metavar="N",
+            help="processes for the per-item work, each loading the models once (default: "
+            "$DMBENCH_WORKERS, else every core); results do not depend on N",
+        )
+
     def add_prep_options(p: argparse.ArgumentParser) -> None:
         from benchmark.pipeline.prep.stage import PrepParams
         from benchmark.pipeline.prep.types import DETECTORS, POSES
@@ -477,6 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--detector", default=DETECTORS.default, choices=DETECTORS.names())
         p.add_argument("--pose", default=POSES.default, choices=POSES.names())
         p.add_argument("--device", default="cpu", type=_device_spec, help=DEVICE_HELP)
+        add_workers(p)
         p.add_argument(
             "--identities",
             type=int,
@@ -537,6 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
     mask = sub.add_parser("mask", help="3D-reconstruct, render and cut every selected crop")
     mask.add_argument("run_dir", help="a folder written by `dmbench prep`")
     mask.add_argument("--device", default="cpu", type=_device_spec, help=DEVICE_HELP)
+    add_workers(mask)
     mask.add_argument("--seed", type=int, default=42)
     mask.add_argument("--no-cache", action="store_true")
     mask.add_argument("--quiet", action="store_true")
@@ -570,6 +600,7 @@ def build_parser() -> argparse.ArgumentParser:
         "seeded random order (same distribution of pairs, far fewer model calls)",
     )
     reproduce.add_argument("--device", default="cpu", type=_device_spec, help=DEVICE_HELP)
+    add_workers(reproduce)
     reproduce.add_argument("--no-cache", action="store_true")
     reproduce.add_argument("--quiet", action="store_true")
     reproduce.set_defaults(func=cmd_reproduce)

@@ -19,6 +19,9 @@ from benchmark.errors import DmbenchError
 
 # Keep tests quiet and deterministic.
 os.environ.setdefault("DMBENCH_PROGRESS", "0")
+# One process unless a test asks for workers (test_executor.py runs 2 against 1): dozens of
+# small studies would otherwise each start a pool and load every model in it.
+os.environ.setdefault("DMBENCH_WORKERS", "1")
 
 # In CI, property tests draw the same examples every run (no flaky red from a new random
 # draw); locally they keep exploring new ones.

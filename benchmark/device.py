@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from benchmark.errors import DeviceError
@@ -64,6 +65,28 @@ def check_device(device: str) -> str:
     if device not in DEVICES:
         raise DeviceError(f"unknown device '{device}'; use one of {', '.join(DEVICES)}")
     return device
+
+
+THREADS_ENV = "DMBENCH_THREADS"
+
+
+def cpu_threads() -> int:
+    """Threads one model may use on the CPU: ``$DMBENCH_THREADS`` (a worker of a pool of N
+    gets its share of the cores), or 0 for the library's own choice (every core)."""
+    try:
+        return max(0, int(os.environ.get(THREADS_ENV, "0")))
+    except ValueError:
+        return 0
+
+
+def onnx_session_options():
+    """onnxruntime session options with the thread budget of this process."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # quantised files warn once per initializer input
+    options.intra_op_num_threads = cpu_threads()
+    return options
 
 
 def onnx_providers(device: str) -> list[str]:

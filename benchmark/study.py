@@ -28,6 +28,7 @@ from benchmark.errors import DmbenchError, UsageError
 from benchmark.imageio import write_bytes_atomic
 from benchmark.leakage import probe_mask_run
 from benchmark.metrics import paired_difference
+from benchmark.pipeline.executor import Executor, make_executor
 from benchmark.pipeline.mask.stage import MaskStage, run_mask
 from benchmark.pipeline.prep.stage import PrepParams, PrepStage, read_selection, run_prep
 from benchmark.pipeline.recognize.pairing import MIN_SESSIONS, pair_frames
@@ -66,6 +67,7 @@ class StudyOptions:
     use_cache: bool = True
     progress: bool = True
     lazy_selection: bool = False  # see benchmark.pipeline.prep.stage.select_lazily
+    workers: int | None = None  # processes for per-item work; None: $DMBENCH_WORKERS or all cores
     command: tuple[str, ...] = ()  # the command line, for results.json (default: sys.argv)
 
 
@@ -174,7 +176,7 @@ def git_commit() -> str:
     return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
-def _environment(device: str) -> dict[str, Any]:
+def _environment(device: str, workers: int) -> dict[str, Any]:
     versions = {}
     for name in PACKAGES:
         try:
@@ -186,6 +188,7 @@ def _environment(device: str) -> dict[str, Any]:
         "python": platform.python_version(),
         "machine": platform.machine(),
         "device": device,
+        "workers": workers,
         "packages": versions,
     }
 
@@ -245,6 +248,7 @@ class _Pipeline:
     prep: PrepStage
     masks: list[MaskStage]  # reconstructions first, then controls
     embedders: dict[str, RecognizeStage]
+    executor: Executor  # where every stage's per-item work runs
 
     def asset_sha256(self) -> dict[str, dict[str, str]]:
         """sha256 of every file every stage used, as verified in this run (``tofu:`` where
@@ -278,7 +282,7 @@ class _Draw:
 
 
 def _build_pipeline(
-    profile: Profile, store: AssetStore, plan: DevicePlan, cache: Cache
+    profile: Profile, store: AssetStore, plan: DevicePlan, cache: Cache, executor: Executor
 ) -> _Pipeline:
     prep = PrepStage.from_names(
         profile.detector,
@@ -307,7 +311,7 @@ def _build_pipeline(
         )
         for name in profile.embedders
     }
-    return _Pipeline(prep, masks, embedders)
+    return _Pipeline(prep, masks, embedders, executor)
 
 
 def _nothing_scored(draw: _Draw) -> str:
@@ -343,13 +347,16 @@ def _run_draw(
         pipeline.prep,
         progress=options.progress,
         lazy=options.lazy_selection,
+        executor=pipeline.executor,
     )
     timings["prep_s"] = timings.get("prep_s", 0.0) + time.perf_counter() - start
     selections = read_selection(prep_dir)
     mask_runs = {}
     for stage in pipeline.masks:
         start = time.perf_counter()
-        mask_runs[stage.backend] = run_mask(prep_dir, stage, progress=options.progress)
+        mask_runs[stage.backend] = run_mask(
+            prep_dir, stage, progress=options.progress, executor=pipeline.executor
+        )
         key = f"mask_{stage.backend.split('+')[0]}_s"
         timings[key] = timings.get(key, 0.0) + time.perf_counter() - start
     sources = pipeline.mask_sources
@@ -361,7 +368,9 @@ def _run_draw(
     embeddings = {}
     for name, stage in pipeline.embedders.items():
         start = time.perf_counter()
-        embeddings[name] = stage.embed(load_images(first), progress=options.progress)
+        embeddings[name] = stage.embed(
+            load_images(first), progress=options.progress, executor=pipeline.executor
+        )
         key = f"recognize_{name}_s"
         timings[key] = timings.get(key, 0.0) + time.perf_counter() - start
 
@@ -456,169 +465,175 @@ def run_study(
             f"{dataset.root}: no identity has {MIN_SESSIONS} sessions; nothing can be scored"
         )
     plan = DevicePlan.parse(options.device)
-    pipeline = _build_pipeline(profile, store, plan, cache)
-    drawn = len(order) if target is None else min(len(order), target)
-    passes = []
-    while True:
-        draw = _run_draw(order[:drawn], dataset, pipeline, profile, prep_dir, options, timings)
-        passes.append({"drawn": drawn, "valid": len(draw.valid)})
-        if target is None or len(draw.valid) >= target or drawn == len(order):
-            break
-        if not draw.valid and drawn >= NO_VALID_STOP:
-            break  # nothing valid among many: the pipeline fails, more data will not help
-        drawn = _next_draw(drawn, len(draw.valid), target, len(order))
+    pipeline = _build_pipeline(profile, store, plan, cache, make_executor(options.workers))
+    try:
+        drawn = len(order) if target is None else min(len(order), target)
+        passes = []
+        while True:
+            draw = _run_draw(order[:drawn], dataset, pipeline, profile, prep_dir, options, timings)
+            passes.append({"drawn": drawn, "valid": len(draw.valid)})
+            if target is None or len(draw.valid) >= target or drawn == len(order):
+                break
+            if not draw.valid and drawn >= NO_VALID_STOP:
+                break  # nothing valid among many: the pipeline fails, more data will not help
+            drawn = _next_draw(drawn, len(draw.valid), target, len(order))
 
-    if not draw.valid:
-        raise DmbenchError(_nothing_scored(draw))
-    chosen = draw.valid if target is None else draw.valid[:target]
-    selections = [s for s in draw.selections if s.identity in set(chosen)]
-    pairs = pair_frames(
-        selections, profile.protocol, profile.seed, draw.usable, rule=profile.identity_rule
-    )
-    if {p.identity for p in pairs} != set(chosen):  # the rule is monotone: cannot happen
-        raise DmbenchError("internal error: the chosen identities did not pair again")
-
-    sources, controls = pipeline.mask_sources, pipeline.control_sources
-    leakage, mask_counts = {}, {}
-    for source, run in draw.mask_runs.items():
-        mask_counts[source] = {"counts": run.counts(), "reasons": run.reasons()}
-        if run.counts().get("masked"):
-            contact_sheet(prep_dir, run, run.out_dir / "contact_sheet.png")
-        if source in sources:
-            probe = probe_mask_run(
-                run, selections, profile.protocol, profile.seed, profile.identity_rule
-            )
-            if probe is not None:
-                leakage[source] = probe.__dict__
-
-    scenarios = load_scenarios()
-    paired = {uid for pair in pairs for uid in (pair.database, pair.query)}
-    rows, hits, embed_counts = [], {}, {}
-    for name, stage in pipeline.embedders.items():
-        start = time.perf_counter()
-        embeddings = draw.embeddings[name]
-        second = {
-            k: p
-            for k, p in draw.paths.items()
-            if k not in embeddings and k.split("|", 2)[2] in paired
-        }
-        embeddings = embeddings | stage.embed(load_images(second), progress=options.progress)
-        by_alignment = {"self": embeddings}
-        if stage.aligns_on_photo and controls:
-            # The attacker who knows where the face is: masks and controls embedded with the
-            # face geometry of their photo, so that a control with no face on it is scored.
-            # Grouped by frame, so that a batch holds every image made from one photo and
-            # the embedder finds that photo's face once (``faces_on_photos``).
-            masked_images = {
-                k: draw.paths[k]
-                for k in sorted(draw.paths, key=lambda k: (k.split("|", 2)[2], k))
-                if not k.startswith("prep|") and k.split("|", 2)[2] in paired
-            }
-            photos = {
-                k: draw.paths[image_id("prep", "face", k.split("|", 2)[2])] for k in masked_images
-            }
-            aligned = stage.embed(
-                load_images(masked_images),
-                progress=options.progress,
-                references={k: Path(p).read_bytes() for k, p in photos.items()},
-            )
-            faces = {k: e for k, e in embeddings.items() if k.startswith("prep|")}
-            by_alignment["photo"] = faces | aligned
-        timings[f"recognize_{name}_s"] += time.perf_counter() - start
-        embed_counts[name] = {
-            "images": len(embeddings),
-            "no_face": sum(e.vector is None for e in embeddings.values()),
-            "valid_identities": len(pairs),
-        }
-        combos = (
-            [(s, s, False) for s in sources]
-            + [(a, b, True) for a, b in permutations(sources, 2)]
-            + [(c, c, False) for c in controls]
+        if not draw.valid:
+            raise DmbenchError(_nothing_scored(draw))
+        chosen = draw.valid if target is None else draw.valid[:target]
+        selections = [s for s in draw.selections if s.identity in set(chosen)]
+        pairs = pair_frames(
+            selections, profile.protocol, profile.seed, draw.usable, rule=profile.identity_rule
         )
-        for alignment, vectors in by_alignment.items():
-            for query_source, db_source, cross in combos:
-                for scenario in scenarios:
-                    if cross and (scenario.family != "Mask2Mask" or alignment != "self"):
-                        continue
-                    if scenario.family == "Face2Face" and (
-                        query_source != sources[0] or alignment != "self"
-                    ):
-                        continue  # no mask involved: score it once
-                    result = score_scenario(
-                        pairs,
-                        vectors,
-                        scenario,
-                        protocol=profile.protocol,
-                        embedder=name,
-                        metric=stage.embedder.metric,
-                        query_source=query_source,
-                        database_source=db_source,
-                        reference_quirks=profile.reference_quirks,
-                        seed=profile.seed,
-                    )
-                    control = query_source if query_source in controls else None
-                    row = result.row() | {
-                        "cross_mask": cross,
-                        "control": control,
-                        "alignment": alignment,
-                    }
-                    rows.append(row)
-                    hits[_hits_key(row)] = result.hits
+        if {p.identity for p in pairs} != set(chosen):  # the rule is monotone: cannot happen
+            raise DmbenchError("internal error: the chosen identities did not pair again")
 
-    available = len(order)
-    draw_record = {
-        "target": target,
-        "available": available,
-        "drawn": draw.drawn,
-        "valid": len(draw.valid),
-        "scored": len(pairs),
-        "outcome": (
-            "all identities of the dataset (no target)"
-            if target is None
-            else f"reached {target} valid identities after drawing {draw.drawn} of {available}"
-            if len(pairs) >= target
-            else f"data ran out: all {available} identities drawn, only {len(pairs)} valid"
-        ),
-        "passes": passes,
-        "lost": draw.lost,
-    }
-    counts = {
-        "prep": draw.prep.counts(),
-        "prep_drop_reasons": draw.prep.reasons(),
-        "selected_sessions": len(draw.selections),
-        "draw": draw_record,
-        "mask": mask_counts,
-        "recognize": embed_counts,
-    }
-    config = {
-        "profile": profile.__dict__ | {"identities": target},
-        "selection": "lazy" if options.lazy_selection else "exhaustive",
-        "devices": device_map(profile, plan),
-        "data": str(dataset.root),
-        "dataset_identities": len(dataset.identities()),
-        "mask_sources": sources,
-        "control_sources": controls,
-        "assets": pipeline.asset_sha256(),
-    }
-    results = StudyResults(
-        profile.name,
-        config,
-        rows,
-        leakage,
-        counts,
-        {k: round(v, 3) for k, v in timings.items()},
-        _environment(str(plan)),
-        hits,
-    )
-    results.control_comparisons = control_comparisons(results, pairs)
-    results.schema_version = RESULTS_SCHEMA
-    results.created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    results.git_commit = git_commit()
-    results.command = list(options.command) if options.command else list(sys.argv)
-    results.claims = claim_records(results)
-    text = json.dumps(results.to_json(), indent=1, default=_json_default, allow_nan=False)
-    write_bytes_atomic(out_dir / "results.json", text.encode())
-    return results
+        sources, controls = pipeline.mask_sources, pipeline.control_sources
+        leakage, mask_counts = {}, {}
+        for source, run in draw.mask_runs.items():
+            mask_counts[source] = {"counts": run.counts(), "reasons": run.reasons()}
+            if run.counts().get("masked"):
+                contact_sheet(prep_dir, run, run.out_dir / "contact_sheet.png")
+            if source in sources:
+                probe = probe_mask_run(
+                    run, selections, profile.protocol, profile.seed, profile.identity_rule
+                )
+                if probe is not None:
+                    leakage[source] = probe.__dict__
+
+        scenarios = load_scenarios()
+        paired = {uid for pair in pairs for uid in (pair.database, pair.query)}
+        rows, hits, embed_counts = [], {}, {}
+        for name, stage in pipeline.embedders.items():
+            start = time.perf_counter()
+            embeddings = draw.embeddings[name]
+            second = {
+                k: p
+                for k, p in draw.paths.items()
+                if k not in embeddings and k.split("|", 2)[2] in paired
+            }
+            embeddings = embeddings | stage.embed(
+                load_images(second), progress=options.progress, executor=pipeline.executor
+            )
+            by_alignment = {"self": embeddings}
+            if stage.aligns_on_photo and controls:
+                # The attacker who knows where the face is: masks and controls embedded with the
+                # face geometry of their photo, so that a control with no face on it is scored.
+                # Grouped by frame, so that a batch holds every image made from one photo and
+                # the embedder finds that photo's face once (``faces_on_photos``).
+                masked_images = {
+                    k: draw.paths[k]
+                    for k in sorted(draw.paths, key=lambda k: (k.split("|", 2)[2], k))
+                    if not k.startswith("prep|") and k.split("|", 2)[2] in paired
+                }
+                photos = {
+                    k: draw.paths[image_id("prep", "face", k.split("|", 2)[2])]
+                    for k in masked_images
+                }
+                aligned = stage.embed(
+                    load_images(masked_images),
+                    progress=options.progress,
+                    references={k: Path(p).read_bytes() for k, p in photos.items()},
+                )
+                faces = {k: e for k, e in embeddings.items() if k.startswith("prep|")}
+                by_alignment["photo"] = faces | aligned
+            timings[f"recognize_{name}_s"] += time.perf_counter() - start
+            embed_counts[name] = {
+                "images": len(embeddings),
+                "no_face": sum(e.vector is None for e in embeddings.values()),
+                "valid_identities": len(pairs),
+            }
+            combos = (
+                [(s, s, False) for s in sources]
+                + [(a, b, True) for a, b in permutations(sources, 2)]
+                + [(c, c, False) for c in controls]
+            )
+            for alignment, vectors in by_alignment.items():
+                for query_source, db_source, cross in combos:
+                    for scenario in scenarios:
+                        if cross and (scenario.family != "Mask2Mask" or alignment != "self"):
+                            continue
+                        if scenario.family == "Face2Face" and (
+                            query_source != sources[0] or alignment != "self"
+                        ):
+                            continue  # no mask involved: score it once
+                        result = score_scenario(
+                            pairs,
+                            vectors,
+                            scenario,
+                            protocol=profile.protocol,
+                            embedder=name,
+                            metric=stage.embedder.metric,
+                            query_source=query_source,
+                            database_source=db_source,
+                            reference_quirks=profile.reference_quirks,
+                            seed=profile.seed,
+                        )
+                        control = query_source if query_source in controls else None
+                        row = result.row() | {
+                            "cross_mask": cross,
+                            "control": control,
+                            "alignment": alignment,
+                        }
+                        rows.append(row)
+                        hits[_hits_key(row)] = result.hits
+
+        available = len(order)
+        draw_record = {
+            "target": target,
+            "available": available,
+            "drawn": draw.drawn,
+            "valid": len(draw.valid),
+            "scored": len(pairs),
+            "outcome": (
+                "all identities of the dataset (no target)"
+                if target is None
+                else f"reached {target} valid identities after drawing {draw.drawn} of {available}"
+                if len(pairs) >= target
+                else f"data ran out: all {available} identities drawn, only {len(pairs)} valid"
+            ),
+            "passes": passes,
+            "lost": draw.lost,
+        }
+        counts = {
+            "prep": draw.prep.counts(),
+            "prep_drop_reasons": draw.prep.reasons(),
+            "selected_sessions": len(draw.selections),
+            "draw": draw_record,
+            "mask": mask_counts,
+            "recognize": embed_counts,
+        }
+        config = {
+            "profile": profile.__dict__ | {"identities": target},
+            "selection": "lazy" if options.lazy_selection else "exhaustive",
+            "devices": device_map(profile, plan),
+            "data": str(dataset.root),
+            "dataset_identities": len(dataset.identities()),
+            "mask_sources": sources,
+            "control_sources": controls,
+            "assets": pipeline.asset_sha256(),
+        }
+        results = StudyResults(
+            profile.name,
+            config,
+            rows,
+            leakage,
+            counts,
+            {k: round(v, 3) for k, v in timings.items()},
+            _environment(str(plan), pipeline.executor.workers),
+            hits,
+        )
+        results.control_comparisons = control_comparisons(results, pairs)
+        results.schema_version = RESULTS_SCHEMA
+        results.created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        results.git_commit = git_commit()
+        results.command = list(options.command) if options.command else list(sys.argv)
+        results.claims = claim_records(results)
+        text = json.dumps(results.to_json(), indent=1, default=_json_default, allow_nan=False)
+        write_bytes_atomic(out_dir / "results.json", text.encode())
+        return results
+    finally:
+        pipeline.executor.close()  # the worker processes, if any
 
 
 # What a control is compared on: the scenarios whose images show the mask.

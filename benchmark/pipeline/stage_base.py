@@ -10,14 +10,15 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import platform
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 
@@ -54,10 +55,38 @@ def asset_hashes(store: AssetStore, backends: Iterable[Backend]) -> dict[str, An
     return hashes
 
 
+@dataclass(frozen=True)
+class StageRecipe:
+    """How to build a stage again in another process: its class, its backends' names and
+    what ``from_names`` took. Workers build their stage from it once (models load once)."""
+
+    stage_class: str  # "module:Class"
+    names: dict[str, str]  # role → backend name, as from_names takes them
+    params: Any
+    store: AssetStore
+    device: str | DevicePlan
+    cache_root: Path | None  # None: the cache is off
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def build(self) -> Stage:
+        module, _, qualname = self.stage_class.partition(":")
+        cls = getattr(importlib.import_module(module), qualname)
+        cache = Cache(self.cache_root) if self.cache_root else Cache(enabled=False)
+        return cls.from_names(
+            **self.names,
+            store=self.store,
+            device=self.device,
+            params=self.params,
+            cache=cache,
+            **self.extra,
+        )
+
+
 class Stage:
     """One stage's backends (by role), parameters, cache and asset hashes."""
 
     name: ClassVar[str]  # "prep" | "mask" | "recognize": the cache folder, run.json's stage
+    recipe: StageRecipe | None = None  # set by from_names; None: built from objects
 
     def __init__(
         self,
@@ -71,6 +100,20 @@ class Stage:
         self.cache = cache or Cache(enabled=False)
         self.asset_sha256 = asset_hashes(store or AssetStore(), self.backends.values())
         self.backend = "+".join(b.name for b in self.backends.values())  # names the outputs
+
+    def remember(self, store: AssetStore, device: str | DevicePlan, **extra: Any) -> Self:
+        """Record how ``from_names`` built this stage (the roles' names are its keywords),
+        so that a worker process can build it too."""
+        self.recipe = StageRecipe(
+            f"{type(self).__module__}:{type(self).__qualname__}",
+            {role: backend.name for role, backend in self.backends.items()},
+            self.params,
+            store,
+            device,
+            self.cache.root.parent if self.cache.enabled else None,
+            dict(extra),
+        )
+        return self
 
     def key_params(self) -> dict[str, Any]:
         """The parameters that change a result (the cache key's ``params``)."""

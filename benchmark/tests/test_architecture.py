@@ -35,7 +35,12 @@ def test_stages_are_packages_with_types_and_a_runner() -> None:
         for part in ("__init__.py", "types.py", "stage.py"):
             assert (pipeline / stage / part).is_file(), f"{stage}/{part}"
     flat = sorted(p.name for p in pipeline.glob("*.py") if p.name != "__init__.py")
-    shared = ["backend.py", "registry.py", "stage_base.py"]  # what every stage and backend shares
+    shared = [
+        "backend.py",
+        "executor.py",
+        "registry.py",
+        "stage_base.py",
+    ]  # what every stage and backend shares
     assert flat == shared, f"backends belong in a stage package: {flat}"
     assert not list(pipeline.rglob("*standin*")), "stand-ins live in benchmark/testing/"
 

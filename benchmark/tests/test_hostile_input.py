@@ -1339,6 +1339,7 @@ class Fault:
     stage: str  # the stage whose cache entries are being written when the signal comes
     sig: signal.Signals | None  # None: two runs at once instead
     after: int  # entries of that stage written before the signal
+    workers: int = 1  # --workers of the process (2: the signal reaches a pool's parent)
 
 
 FAULTS = [
@@ -1349,11 +1350,19 @@ FAULTS = [
     Fault("sigint-in-recognize", "recognize", signal.SIGINT, 10),
     Fault("sigkill-in-recognize", "recognize", signal.SIGKILL, 10),
     Fault("two-prep-runs-one-cache", "prep", None, 0),
+    Fault("sigint-in-prep-2-workers", "prep", signal.SIGINT, 2, workers=2),
+    Fault("sigint-in-mask-2-workers", "mask", signal.SIGINT, 2, workers=2),
+    Fault("sigint-in-recognize-2-workers", "recognize", signal.SIGINT, 10, workers=2),
 ]
 
 
-def _process(args: list, cache: Path) -> subprocess.Popen:
-    env = dict(os.environ, DMBENCH_CACHE_DIR=str(cache), DMBENCH_PROGRESS="0")
+def _process(args: list, cache: Path, workers: int = 1) -> subprocess.Popen:
+    env = dict(
+        os.environ,
+        DMBENCH_CACHE_DIR=str(cache),
+        DMBENCH_PROGRESS="0",
+        DMBENCH_WORKERS=str(workers),
+    )
     return subprocess.Popen(
         [sys.executable, "-m", "benchmark.cli", *map(str, args)],
         env=env,
@@ -1450,7 +1459,7 @@ def test_fault(fault: Fault, base: Base, request, tmp_path: Path) -> None:
         assert len(cache_entries(cache, fault.stage)) == total
         return
 
-    process = _process(run.args(tmp_path), cache)
+    process = _process(run.args(tmp_path), cache, fault.workers)
     deadline = time.monotonic() + 600
     while len(cache_entries(cache, fault.stage)) < fault.after and process.poll() is None:
         assert time.monotonic() < deadline, "the stage never started"
@@ -1466,7 +1475,7 @@ def test_fault(fault: Fault, base: Base, request, tmp_path: Path) -> None:
         for name, digest in entry["files"].items():
             assert hashlib.sha256((meta.parent / name).read_bytes()).hexdigest() == digest
 
-    again = _process(run.args(tmp_path), cache)
+    again = _process(run.args(tmp_path), cache, fault.workers)
     log, _ = again.communicate(timeout=900)
     assert again.returncode == 0, log
     assert run.result(tmp_path) == run.expected()

@@ -53,7 +53,12 @@ import cv2
 import numpy as np
 
 from benchmark.assets import AssetStore, sha256_file
-from benchmark.device import check_device, check_session_device, onnx_providers
+from benchmark.device import (
+    check_device,
+    check_session_device,
+    onnx_providers,
+    onnx_session_options,
+)
 from benchmark.errors import AssetError, DeviceError, DmbenchError
 from benchmark.imageio import write_bytes_atomic
 from benchmark.meshes import read_ply
@@ -241,8 +246,7 @@ class OnnxRunner(_BatchedRunner):
     def __init__(self, path: Path, device: str = "cpu", batch_size: int = DEFAULT_BATCH) -> None:
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
+        options = onnx_session_options()
         self.session = ort.InferenceSession(str(path), options, providers=onnx_providers(device))
         check_session_device(self.session, device, f"ringnet-onnx ({path.name})")
         inputs = self.session.get_inputs()

@@ -35,6 +35,7 @@ from benchmark.imageio import (
     write_png_atomic,
 )
 from benchmark.pipeline.backend import implements
+from benchmark.pipeline.executor import Executor, Miss, SerialExecutor, run_through_cache
 from benchmark.pipeline.mask.types import (
     CONTROLS,
     CUTS,
@@ -179,7 +180,8 @@ class MaskStage(Stage):
             device,
         )
         first = made.get("control") or made["reconstruct"]
-        return cls(first, made.get("render"), made["cut"], params, cache, store)
+        stage = cls(first, made.get("render"), made["cut"], params, cache, store)
+        return stage.remember(store, device)
 
     @classmethod
     def for_control(cls, control: str, cut: str | None = None, **kwargs) -> MaskStage:
@@ -194,12 +196,24 @@ class MaskStage(Stage):
         return self.run_crops([crop])[0]
 
     def run_crops(self, crops: list[np.ndarray]) -> list[MaskResult]:
-        """Mask several crops; the cache misses go through the reconstructor's
-        ``reconstruct_batch`` together (RingNet: one network call for many crops)."""
-        digests = [hashlib.sha256(np.ascontiguousarray(c).tobytes()).hexdigest() for c in crops]
-        keys = [self.key(digest) for digest in digests]
-        results: list[MaskResult | None] = [self._from_cache(key) for key in keys]
-        misses = [i for i, r in enumerate(results) if r is None and self._well_formed(crops[i])]
+        """Mask several crops: each from the cache, or computed (``compute_crops``)."""
+        results = [self.look_up(crop) for crop in crops]
+        todo = [i for i, result in enumerate(results) if result is None]
+        for i, result in zip(todo, self.compute_crops([crops[i] for i in todo]), strict=True):
+            results[i] = result
+        return results  # type: ignore[return-value]
+
+    def look_up(self, crop: np.ndarray) -> MaskResult | None:
+        """The crop's result from the cache, or None. No model runs here."""
+        return self._from_cache(self.key(_crop_sha256(crop)))
+
+    def compute_crops(self, crops: list[np.ndarray]) -> list[MaskResult]:
+        """Mask crops the cache did not have, and store them (what an executor's worker
+        runs). The reconstructions go through ``reconstruct_batch`` together (RingNet: one
+        network call for many crops)."""
+        keys = [self.key(_crop_sha256(crop)) for crop in crops]
+        results: list[MaskResult | None] = [None] * len(crops)
+        misses = [i for i, crop in enumerate(crops) if self._well_formed(crop)]
         meshes: dict[int, FaceMesh | MaskFailure] = {}
         crashed: set[int] = set()  # crops whose reconstruction raised (not a MaskFailure)
         if not self.is_control and misses:
@@ -295,6 +309,10 @@ class MaskStage(Stage):
         return MaskResult("masked", images=images, vertices=mesh.vertices, info=info)
 
 
+def _crop_sha256(crop: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(crop).tobytes()).hexdigest()
+
+
 def _jsonable(info: dict) -> dict:
     """The reconstructor's facts that can go into a JSON record (arrays become lists)."""
     out = {}
@@ -337,9 +355,16 @@ def output_relpath(backend: str, variant: str, item: MaskedFrame) -> str:
 
 
 def run_mask(
-    run_dir: Path, stage: MaskStage, progress: bool = True, batch_size: int = 32
+    run_dir: Path,
+    stage: MaskStage,
+    progress: bool = True,
+    batch_size: int = 32,
+    executor: Executor | None = None,
 ) -> MaskRun:
-    """Mask every selected prep crop of ``run_dir``; write outputs and ``masks.csv``."""
+    """Mask every selected prep crop of ``run_dir``; write outputs and ``masks.csv``.
+
+    Crops are read and looked up in the cache here; the misses go to ``executor`` (this
+    process by default) in batches of ``batch_size``."""
     from tqdm import tqdm
 
     run_dir = Path(run_dir)
@@ -350,24 +375,36 @@ def run_mask(
         )
     rows = _selected_crops(run_dir, table)
     start = time.perf_counter()
-    frames = []
     bar = tqdm(total=len(rows), desc=f"mask {stage.backend}", unit="crop", disable=not progress)
-    for first in range(0, len(rows), batch_size):
-        chunk = rows[first : first + batch_size]
-        crops: dict[int, np.ndarray] = {}
-        results: dict[int, MaskResult] = {}
-        for i, row in enumerate(chunk):
-            try:
-                crops[i] = load_image(run_dir / row["crop"]).rgb  # contained: _selected_crops
-            except ImageReadError as exc:
-                results[i] = MaskResult("failed", f"prep crop unreadable: {exc}")
-        results |= dict(zip(crops, stage.run_crops(list(crops.values())), strict=True))
-        for i, row in enumerate(chunk):
-            uid = f"{row['identity']}/{row['session']}/{row['frame']}"
-            item = MaskedFrame(row["identity"], row["session"], uid, row["crop"], results[i])
-            frames.append(item)
-        bar.update(len(chunk))
+
+    def look_up(row: dict[str, str]) -> MaskResult | Miss:
+        try:
+            crop = load_image(run_dir / row["crop"]).rgb  # contained: _selected_crops
+        except ImageReadError as exc:
+            return MaskResult("failed", f"prep crop unreadable: {exc}")
+        found = stage.look_up(crop)
+        return Miss(crop) if found is None else found
+
+    results = run_through_cache(
+        rows,
+        look_up,
+        executor or SerialExecutor(),
+        stage,
+        "compute_crops",
+        chunk_size=batch_size,
+        done=bar.update,
+    )
     bar.close()
+    frames = [
+        MaskedFrame(
+            row["identity"],
+            row["session"],
+            f"{row['identity']}/{row['session']}/{row['frame']}",
+            row["crop"],
+            result,
+        )
+        for row, result in zip(rows, results, strict=True)
+    ]
     run = MaskRun(
         run_dir / "masks" / stage.backend, stage.backend, frames, time.perf_counter() - start
     )

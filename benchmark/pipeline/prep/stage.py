@@ -37,6 +37,7 @@ from benchmark.imageio import (
     load_image,
     write_png_atomic,
 )
+from benchmark.pipeline.executor import Executor, Miss, SerialExecutor, run_through_cache
 from benchmark.pipeline.prep.rules import check_calibrated_model, rule_for
 from benchmark.pipeline.prep.types import (
     DETECTORS,
@@ -49,6 +50,7 @@ from benchmark.pipeline.stage_base import RunOutcomes, Stage, create_backends, w
 from benchmark.runfolder import check_names, inside, read_table
 
 STAGE = "prep"
+PREP_CHUNK = 8  # frames per executor task (a detection and a pose each)
 
 
 @dataclass(frozen=True)
@@ -160,7 +162,7 @@ class PrepStage(Stage):
         store = store or AssetStore()
         chosen = {"detector": (DETECTORS, detector), "pose": (POSES, pose)}
         made = create_backends(chosen, store, device)
-        return cls(**made, params=params, cache=cache, store=store)
+        return cls(**made, params=params, cache=cache, store=store).remember(store, device)
 
     def key_params(self) -> dict[str, Any]:
         params = {k: v for k, v in asdict(self.params).items() if k != "seed"}
@@ -169,6 +171,18 @@ class PrepStage(Stage):
 
     # -- one frame --------------------------------------------------------------
     def run_frame(self, frame: Frame, expected_sha256: str | None = None) -> FrameResult:
+        found = self.look_up(frame, expected_sha256)
+        return found if isinstance(found, FrameResult) else self.compute_frame(frame, *found)
+
+    def compute_frames(self, items: list[tuple[Frame, bytes, str]]) -> list[FrameResult]:
+        """``compute_frame`` on cache misses (what an executor's worker runs)."""
+        return [self.compute_frame(frame, data, digest) for frame, data, digest in items]
+
+    def look_up(
+        self, frame: Frame, expected_sha256: str | None = None
+    ) -> FrameResult | tuple[bytes, str]:
+        """The frame's row from the cache, or its read error; on a miss, its bytes and
+        sha256 for ``compute_frame``. No model runs here."""
         try:
             data = Path(frame.path).read_bytes()
         except OSError as exc:
@@ -196,6 +210,11 @@ class PrepStage(Stage):
                 result.crop_png = entry.files["crop.png"]
                 result.crop = decode_png(result.crop_png)
             return result
+        return data, digest
+
+    def compute_frame(self, frame: Frame, data: bytes, digest: str) -> FrameResult:
+        """Detect, check the pose and crop, then store the row in the cache."""
+        key = self.key(digest)
         result = self._compute(frame, data)
         result.input_sha256 = digest
         if result.crop is not None:
@@ -355,8 +374,11 @@ def run_prep(
     stage: PrepStage,
     progress: bool = True,
     lazy: bool = False,
+    executor: Executor | None = None,
 ) -> PrepRun:
     """Prep the frames of ``dataset``; write the table, the selection and the crops.
+
+    Cache look-ups run here; the misses go to ``executor`` (this process by default).
 
     ``lazy``: per session, visit frames in a seeded random order and stop after two kept
     frames (unvisited frames are recorded as ``skipped``); otherwise every frame is prepped
@@ -386,10 +408,25 @@ def run_prep(
         bar.update()
         return result
 
+    def look_up(frame: Frame) -> FrameResult | Miss:
+        try:
+            found = stage.look_up(frame, dataset.expected_sha256.get(frame.rel))
+        except DmbenchError as exc:
+            return FrameResult(frame, "error", str(exc))
+        return found if isinstance(found, FrameResult) else Miss((frame, *found))
+
     lazy_selections: list[Selection] = []
     if not lazy:
-        results = [prep_one(frame) for frame in dataset.frames]
-    else:
+        results = run_through_cache(
+            dataset.frames,
+            look_up,
+            executor or SerialExecutor(),
+            stage,
+            "compute_frames",
+            chunk_size=PREP_CHUNK,
+            done=bar.update,
+        )
+    else:  # one session's frames depend on each other: visited here, in order
         rng = np.random.default_rng(stage.params.seed)
         sessions: dict[tuple[str, str], list[Frame]] = defaultdict(list)
         for frame in dataset.frames:

@@ -36,7 +36,12 @@ import cv2
 import numpy as np
 
 from benchmark.assets import AssetStore
-from benchmark.device import check_device, check_session_device, onnx_providers
+from benchmark.device import (
+    check_device,
+    check_session_device,
+    onnx_providers,
+    onnx_session_options,
+)
 from benchmark.errors import AssetError
 from benchmark.pipeline.common.landmarks_dlib import as_uint8_image
 from benchmark.pipeline.prep.detectors import YuNet
@@ -91,8 +96,7 @@ class SFaceEmbedder(Embedder):
         path = str(store.file("sface"))
         # Only its alignCrop is used here; feature() is the reference of the parity test.
         self.model = cv2.FaceRecognizerSF.create(path, "")
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # the IR-6 file warns once per initializer input
+        options = onnx_session_options()  # the IR-6 file warns once per initializer input
         options.add_session_config_entry("session.disable_quant_qdq", "1")
         self.session = ort.InferenceSession(path, options, providers=providers)
         check_session_device(self.session, device, "sface")

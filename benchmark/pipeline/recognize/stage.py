@@ -26,6 +26,7 @@ from benchmark.device import DevicePlan
 from benchmark.errors import DmbenchError, ImageReadError
 from benchmark.imageio import load_image
 from benchmark.metrics import bootstrap_interval, ranks_of_truth
+from benchmark.pipeline.executor import Executor, Miss, SerialExecutor, run_through_cache
 from benchmark.pipeline.recognize.pairing import Pair
 from benchmark.pipeline.recognize.types import EMBEDDERS, Embedder, Embedding, similarity_matrix
 from benchmark.pipeline.stage_base import Stage, create_backends
@@ -81,7 +82,7 @@ class RecognizeStage(Stage):
         params = params or RecognizeParams()
         chosen = {"embedder": (EMBEDDERS, embedder)}
         made = create_backends(chosen, store, device, batch_size=params.batch_size)
-        return cls(made["embedder"], params, cache, store)
+        return cls(made["embedder"], params, cache, store).remember(store, device)
 
     def key_params(self) -> dict[str, Any]:
         return {"reference_quirks": self.params.reference_quirks}  # not the batch size
@@ -102,11 +103,13 @@ class RecognizeStage(Stage):
         images: dict[str, np.ndarray | bytes],
         progress: bool = False,
         references: dict[str, bytes] | None = None,
+        executor: Executor | None = None,
     ) -> dict[str, Embedding]:
         """Embeddings of ``{image id: RGB uint8 array, or the image file's bytes}``.
 
         Cached ones are not recomputed; file bytes are keyed by their sha256 and decoded
-        only on a cache miss, so a warm run reads files but decodes nothing.
+        only on a cache miss, so a warm run reads files but decodes nothing. The misses go
+        to ``executor`` (this process by default) in batches.
 
         ``references`` (``{image id: the photo's file bytes}``): embed each image with the
         face found on its photo instead of on itself (``ALIGNMENTS``: "photo"). A mask or
@@ -116,67 +119,77 @@ class RecognizeStage(Stage):
 
         if references is not None and not self.aligns_on_photo:
             raise DmbenchError(f"{self.embedder.name} cannot align on the photo")
-        out: dict[str, Embedding] = {}
-        todo: list[tuple[str, str, np.ndarray | bytes, bytes | None]] = []
-        for key_id, image in images.items():
+
+        def look_up(key_id: str) -> Embedding | Miss:
+            image = images[key_id]
             raw = image if isinstance(image, bytes) else np.ascontiguousarray(image).tobytes()
             reference = None if references is None else references[key_id]
             ref_sha = None if reference is None else hashlib.sha256(reference).hexdigest()
             key = self.key(hashlib.sha256(raw).hexdigest(), ref_sha)
             entry = self.cache.get(STAGE, key)
             if entry is None:
-                todo.append((key_id, key, image, reference))
-                continue
+                return Miss((key_id, key, image, reference))
             vector = (
                 np.load(io.BytesIO(entry.files["vector.npy"]))
                 if "vector.npy" in entry.files
                 else None
             )
-            out[key_id] = Embedding(vector, entry.record["reason"], entry.record["det_score"])
-        size = self.params.batch_size
-        batches = range(0, len(todo), size)
-        for start in tqdm(
-            batches,
-            desc=f"embed {self.embedder.name}",
-            unit="batch",
-            disable=not progress or not todo,
-        ):
-            chunk = todo[start : start + size]
-            inputs, photos, broken = [], [], {}
-            for position, (key_id, _, image, reference) in enumerate(chunk):
-                pixels = [image] if reference is None else [image, reference]
-                for i, item in enumerate(pixels):
-                    if isinstance(item, bytes):
-                        try:
-                            pixels[i] = load_image(key_id, item).rgb
-                        except ImageReadError as exc:
-                            broken[position] = Embedding(None, f"unreadable image: {exc.reason}")
-                            pixels[i] = np.zeros((32, 32, 3), np.uint8)
-                inputs.append(apply_quirks(pixels[0], self.params))
-                if reference is not None:
-                    photos.append(apply_quirks(pixels[1], self.params))
-            try:
-                if references is None:
-                    results = self.embedder.embed(inputs)
-                else:
-                    results = self.embedder.embed_aligned(inputs, photos)
-            except Exception as exc:  # a crashed batch fails its images, not the run
-                results = [
-                    Embedding(None, f"embedder failed: {type(exc).__name__}: {exc}") for _ in chunk
-                ]
-            results = [broken.get(i, result) for i, result in enumerate(results)]
-            for (key_id, key, _, _), result in zip(chunk, results, strict=True):
-                out[key_id] = result
-                files = {}
-                if result.vector is not None:
-                    buffer = io.BytesIO()
-                    np.save(buffer, np.asarray(result.vector, dtype=np.float32))
-                    files["vector.npy"] = buffer.getvalue()
-                if not result.reason.startswith("embedder failed"):
-                    self.cache.put(
-                        STAGE, key, {"reason": result.reason, "det_score": result.det_score}, files
-                    )
-        return out
+            return Embedding(vector, entry.record["reason"], entry.record["det_score"])
+
+        ids = list(images)
+        with tqdm(
+            total=len(ids), desc=f"embed {self.embedder.name}", unit="img", disable=not progress
+        ) as bar:
+            found = run_through_cache(
+                ids,
+                look_up,
+                executor or SerialExecutor(),
+                self,
+                "embed_batch",
+                chunk_size=self.params.batch_size,
+                done=bar.update,
+            )
+        return dict(zip(ids, found, strict=True))
+
+    def embed_batch(
+        self, chunk: list[tuple[str, str, np.ndarray | bytes, bytes | None]]
+    ) -> list[Embedding]:
+        """Embed images the cache did not have, and store them (what an executor's worker
+        runs): ``(image id, cache key, pixels or file bytes, the photo's bytes or None)``."""
+        inputs, photos, broken = [], [], {}
+        for position, (key_id, _, image, reference) in enumerate(chunk):
+            pixels = [image] if reference is None else [image, reference]
+            for i, item in enumerate(pixels):
+                if isinstance(item, bytes):
+                    try:
+                        pixels[i] = load_image(key_id, item).rgb
+                    except ImageReadError as exc:
+                        broken[position] = Embedding(None, f"unreadable image: {exc.reason}")
+                        pixels[i] = np.zeros((32, 32, 3), np.uint8)
+            inputs.append(apply_quirks(pixels[0], self.params))
+            if reference is not None:
+                photos.append(apply_quirks(pixels[1], self.params))
+        try:
+            if not photos:
+                results = self.embedder.embed(inputs)
+            else:
+                results = self.embedder.embed_aligned(inputs, photos)
+        except Exception as exc:  # a crashed batch fails its images, not the run
+            results = [
+                Embedding(None, f"embedder failed: {type(exc).__name__}: {exc}") for _ in chunk
+            ]
+        results = [broken.get(i, result) for i, result in enumerate(results)]
+        for (_, key, _, _), result in zip(chunk, results, strict=True):
+            files = {}
+            if result.vector is not None:
+                buffer = io.BytesIO()
+                np.save(buffer, np.asarray(result.vector, dtype=np.float32))
+                files["vector.npy"] = buffer.getvalue()
+            if not result.reason.startswith("embedder failed"):
+                self.cache.put(
+                    STAGE, key, {"reason": result.reason, "det_score": result.det_score}, files
+                )
+        return results
 
 
 # -- images of a run ---------------------------------------------------------------------
