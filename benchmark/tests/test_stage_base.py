@@ -123,3 +123,19 @@ def test_prep_and_mask_write_one_run_record(lfw20, default_prep, store, tmp_path
     assert sum(mask_record["counts"].values()) == len(masked.frames)
     assert sum(mask_record["reasons"].values()) == mask_record["counts"].get("failed", 0)
     assert list(tmp_path.glob("*.tmp*")) == [] and list(masked.out_dir.glob("*.tmp*")) == []
+
+
+def test_a_worker_turns_a_frame_error_into_its_row(store, lfw20, monkeypatch) -> None:
+    """What a worker runs on cache misses records an error as that frame's row, as the
+    serial run always did, instead of ending the run."""
+    from benchmark.errors import DmbenchError
+
+    stage = PrepStage.from_names(store=store)
+
+    def broken(frame, data):
+        raise DmbenchError("the disk went away")
+
+    monkeypatch.setattr(stage, "_compute", broken)
+    frame = lfw20.frames[0]
+    rows = stage.compute_frames([(frame, b"", "0" * 64)])
+    assert [(r.status, r.reason) for r in rows] == [("error", "the disk went away")]

@@ -175,8 +175,15 @@ class PrepStage(Stage):
         return found if isinstance(found, FrameResult) else self.compute_frame(frame, *found)
 
     def compute_frames(self, items: list[tuple[Frame, bytes, str]]) -> list[FrameResult]:
-        """``compute_frame`` on cache misses (what an executor's worker runs)."""
-        return [self.compute_frame(frame, data, digest) for frame, data, digest in items]
+        """``compute_frame`` on cache misses (what an executor's worker runs); an error
+        is that frame's row, as in ``run_prep``, never the end of the run."""
+        results = []
+        for frame, data, digest in items:
+            try:
+                results.append(self.compute_frame(frame, data, digest))
+            except DmbenchError as exc:
+                results.append(FrameResult(frame, "error", str(exc), input_sha256=digest))
+        return results
 
     def look_up(
         self, frame: Frame, expected_sha256: str | None = None
