@@ -188,12 +188,9 @@ def _prep(args: argparse.Namespace, dataset_spec: str, out: Path):
     )
     # Made (and found writable) only once the data and the models are known to be usable.
     out = ensure_folder(out, "--out folder")
-    executor = make_executor(args.workers)
-    try:
+    with make_executor(args.workers) as executor:
         lazy = args.selection == "lazy"
         run = run_prep(dataset, out, stage, progress=not args.quiet, lazy=lazy, executor=executor)
-    finally:
-        executor.close()
     counts = run.counts()
     print(
         f"prep {stage.backend} on {dataset.name} ({len(dataset.identities())} identities, "
@@ -231,11 +228,8 @@ def _mask(args: argparse.Namespace, run_dir: Path) -> None:
         stage = MaskStage.for_control(args.control, args.cut, **common)
     else:
         stage = MaskStage.from_names(args.reconstruct, args.render, args.cut, **common)
-    executor = make_executor(args.workers)
-    try:
+    with make_executor(args.workers) as executor:
         run = run_mask(run_dir, stage, progress=not args.quiet, executor=executor)
-    finally:
-        executor.close()
     counts = run.counts()
     print(
         f"mask {stage.backend}: masked {counts.get('masked', 0)}, failed "

@@ -465,8 +465,8 @@ def run_study(
             f"{dataset.root}: no identity has {MIN_SESSIONS} sessions; nothing can be scored"
         )
     plan = DevicePlan.parse(options.device)
-    pipeline = _build_pipeline(profile, store, plan, cache, make_executor(options.workers))
-    try:
+    with make_executor(options.workers) as executor:  # closes the worker processes, if any
+        pipeline = _build_pipeline(profile, store, plan, cache, executor)
         drawn = len(order) if target is None else min(len(order), target)
         passes = []
         while True:
@@ -632,8 +632,6 @@ def run_study(
         text = json.dumps(results.to_json(), indent=1, default=_json_default, allow_nan=False)
         write_bytes_atomic(out_dir / "results.json", text.encode())
         return results
-    finally:
-        pipeline.executor.close()  # the worker processes, if any
 
 
 # What a control is compared on: the scenarios whose images show the mask.

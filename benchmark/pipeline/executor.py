@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from benchmark.device import THREADS_ENV
 from benchmark.errors import UsageError
@@ -65,7 +65,17 @@ class Executor(Protocol):
         """Stop the workers (if any)."""
 
 
-class SerialExecutor:
+class _Closing:
+    """``with make_executor(n) as executor:`` closes the workers on the way out."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()  # type: ignore[attr-defined]
+
+
+class SerialExecutor(_Closing):
     """Everything in this process, one chunk after another."""
 
     workers = 1
@@ -78,7 +88,7 @@ class SerialExecutor:
         pass
 
 
-class ProcessExecutor:
+class ProcessExecutor(_Closing):
     """A pool of ``workers`` processes on this machine (started on first use, with
     ``spawn``: no model state or thread pool is copied from the parent by ``fork``)."""
 

@@ -197,21 +197,26 @@ class MaskStage(Stage):
 
     def run_crops(self, crops: list[np.ndarray]) -> list[MaskResult]:
         """Mask several crops: each from the cache, or computed (``compute_crops``)."""
-        results = [self.look_up(crop) for crop in crops]
-        todo = [i for i, result in enumerate(results) if result is None]
-        for i, result in zip(todo, self.compute_crops([crops[i] for i in todo]), strict=True):
-            results[i] = result
-        return results  # type: ignore[return-value]
+        found = [self.look_up(crop) for crop in crops]
+        todo = [i for i, result in enumerate(found) if isinstance(result, str)]
+        computed = self.compute_crops([(crops[i], found[i]) for i in todo])  # type: ignore[misc]
+        for i, result in zip(todo, computed, strict=True):
+            found[i] = result
+        return found  # type: ignore[return-value]
 
-    def look_up(self, crop: np.ndarray) -> MaskResult | None:
-        """The crop's result from the cache, or None. No model runs here."""
-        return self._from_cache(self.key(_crop_sha256(crop)))
+    def look_up(self, crop: np.ndarray) -> MaskResult | str:
+        """The crop's result from the cache, or on a miss its cache key for
+        ``compute_crops``. No model runs here."""
+        key = self.key(hashlib.sha256(np.ascontiguousarray(crop).tobytes()).hexdigest())
+        cached = self._from_cache(key)
+        return key if cached is None else cached
 
-    def compute_crops(self, crops: list[np.ndarray]) -> list[MaskResult]:
-        """Mask crops the cache did not have, and store them (what an executor's worker
-        runs). The reconstructions go through ``reconstruct_batch`` together (RingNet: one
-        network call for many crops)."""
-        keys = [self.key(_crop_sha256(crop)) for crop in crops]
+    def compute_crops(self, items: list[tuple[np.ndarray, str]]) -> list[MaskResult]:
+        """Mask ``(crop, cache key)`` pairs the cache did not have, and store them (what an
+        executor's worker runs). The reconstructions go through ``reconstruct_batch``
+        together (RingNet: one network call for many crops)."""
+        crops = [crop for crop, _ in items]
+        keys = [key for _, key in items]
         results: list[MaskResult | None] = [None] * len(crops)
         misses = [i for i, crop in enumerate(crops) if self._well_formed(crop)]
         meshes: dict[int, FaceMesh | MaskFailure] = {}
@@ -309,10 +314,6 @@ class MaskStage(Stage):
         return MaskResult("masked", images=images, vertices=mesh.vertices, info=info)
 
 
-def _crop_sha256(crop: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(crop).tobytes()).hexdigest()
-
-
 def _jsonable(info: dict) -> dict:
     """The reconstructor's facts that can go into a JSON record (arrays become lists)."""
     out = {}
@@ -383,7 +384,7 @@ def run_mask(
         except ImageReadError as exc:
             return MaskResult("failed", f"prep crop unreadable: {exc}")
         found = stage.look_up(crop)
-        return Miss(crop) if found is None else found
+        return Miss((crop, found)) if isinstance(found, str) else found
 
     results = run_through_cache(
         rows,
