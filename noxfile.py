@@ -27,7 +27,7 @@ def _env(session: nox.Session) -> dict[str, str]:
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    session.install("-e", ".[test,insightface,ringnet]", TORCH)
+    session.install("-e", ".[test,insightface,ringnet,ray]", TORCH)
     session.run("pytest", *(session.posargs or ["-q"]), env=_env(session))
 
 
@@ -42,14 +42,16 @@ def reproduce(session: nox.Session) -> None:
     # Any role on CUDA (`--device cuda` or `cuda,detector=cpu`, ...) needs the GPU builds.
     cuda = "--device" in args and "cuda" in args[args.index("--device") + 1]
     paper = profile.startswith("paper")
+    # `--executor ray [--address ADDR]` runs on a Ray cluster: Ray joins the extras.
+    ray = ",ray" if "--executor" in args and args[args.index("--executor") + 1] == "ray" else ""
     if paper and cuda:  # TF with CUDA; onnxruntime-gpu replaces onnxruntime
-        session.install("-e", ".[test,pfld,insightface,ringnet-gpu]")
+        session.install("-e", f".[test,pfld,insightface,ringnet-gpu{ray}]")
         session.run("pip", "uninstall", "-y", "onnxruntime")
         session.install("-e", ".[gpu]")
     elif paper:  # the original's models: PFLD (torch), RingNet (TF), InsightFace
-        session.install("-e", ".[test,paper]", TORCH)
+        session.install("-e", f".[test,paper{ray}]", TORCH)
     else:
-        session.install("-e", ".[test]")
+        session.install("-e", f".[test{ray}]")
     out = args[args.index("--out") + 1] if "--out" in args else f"results/{profile}"
     if "--out" not in args:
         args += ["--out", out]

@@ -12,7 +12,7 @@ from benchmark import __version__
 from benchmark.cache import STAGES
 from benchmark.device import DevicePlan
 from benchmark.errors import DmbenchError, UsageError
-from benchmark.pipeline.executor import check_workers, make_executor
+from benchmark.pipeline.executor import EXECUTORS, Executor, check_workers, make_executor
 
 
 def cmd_assets(args: argparse.Namespace) -> int:
@@ -188,7 +188,7 @@ def _prep(args: argparse.Namespace, dataset_spec: str, out: Path):
     )
     # Made (and found writable) only once the data and the models are known to be usable.
     out = ensure_folder(out, "--out folder")
-    with make_executor(args.workers) as executor:
+    with _executor(args) as executor:
         lazy = args.selection == "lazy"
         run = run_prep(dataset, out, stage, progress=not args.quiet, lazy=lazy, executor=executor)
     counts = run.counts()
@@ -228,7 +228,7 @@ def _mask(args: argparse.Namespace, run_dir: Path) -> None:
         stage = MaskStage.for_control(args.control, args.cut, **common)
     else:
         stage = MaskStage.from_names(args.reconstruct, args.render, args.cut, **common)
-    with make_executor(args.workers) as executor:
+    with _executor(args) as executor:
         run = run_mask(run_dir, stage, progress=not args.quiet, executor=executor)
     counts = run.counts()
     print(
@@ -284,6 +284,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         lazy_selection=args.selection == "lazy",
         workers=args.workers,
+        executor=args.executor,
+        address=args.address,
         command=("dmbench", *sys.argv[1:]) if args.argv is None else ("dmbench", *args.argv),
     )
     results = run_study(profile, out, options, store)
@@ -436,6 +438,16 @@ def _device_spec(spec: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _executor(args: argparse.Namespace) -> Executor:
+    """The executor that --workers, --executor, --address and --device ask for."""
+    return make_executor(
+        args.workers,
+        executor=args.executor,
+        address=args.address,
+        device=DevicePlan.parse(args.device),
+    )
+
+
 def _workers(value: str) -> int:
     try:
         return check_workers(int(value))
@@ -489,7 +501,24 @@ def build_parser() -> argparse.ArgumentParser:
             default=None,
             metavar="N",
             help="processes for the per-item work, each loading the models once (default: "
-            "$DMBENCH_WORKERS, else every core); results do not depend on N",
+            "$DMBENCH_WORKERS, else every core; under --device cuda one per visible GPU; "
+            "with --executor ray one per CPU, or GPU, of the cluster); results do not "
+            "depend on N",
+        )
+        p.add_argument(
+            "--executor",
+            default="local",
+            choices=EXECUTORS,
+            help="local: a process pool on this machine; ray: actors on a Ray cluster "
+            "(pip install 'dmbench[ray]'; the cache, data and assets on paths every node "
+            "can reach)",
+        )
+        p.add_argument(
+            "--address",
+            default=None,
+            metavar="ADDR",
+            help="with --executor ray: the cluster to join (host:port, or 'auto' for the "
+            "one `ray start` made here); default: a new Ray runtime on this machine",
         )
 
     def add_prep_options(p: argparse.ArgumentParser) -> None:

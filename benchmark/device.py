@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from dataclasses import dataclass, field
 
 from benchmark.errors import DeviceError
@@ -57,6 +58,11 @@ class DevicePlan:
             return "cpu"
         return self.default
 
+    @property
+    def uses_cuda(self) -> bool:
+        """Whether any role may run on CUDA (then each worker holds one GPU)."""
+        return "cuda" in (self.default, *self.overrides.values())
+
     def __str__(self) -> str:
         return ",".join([self.default, *(f"{r}={d}" for r, d in self.overrides.items())])
 
@@ -68,6 +74,28 @@ def check_device(device: str) -> str:
 
 
 THREADS_ENV = "DMBENCH_THREADS"
+GPUS_ENV = "CUDA_VISIBLE_DEVICES"
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as ``CUDA_VISIBLE_DEVICES`` names them (set by the
+    user, a scheduler or Ray), else as ``nvidia-smi`` lists them; ``[]`` when there is none
+    to see (the backends then say loudly that CUDA does not load)."""
+    if GPUS_ENV in os.environ:
+        names = [n.strip() for n in os.environ[GPUS_ENV].split(",") if n.strip()]
+        return [] if names[:1] == ["-1"] else names  # "-1" hides every GPU
+    try:
+        listing = subprocess.run(
+            ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return []
+    if listing.returncode != 0:
+        return []
+    return [line.strip() for line in listing.stdout.splitlines() if line.strip()]
 
 
 def cpu_threads() -> int:

@@ -68,6 +68,8 @@ class StudyOptions:
     progress: bool = True
     lazy_selection: bool = False  # see benchmark.pipeline.prep.stage.select_lazily
     workers: int | None = None  # processes for per-item work; None: $DMBENCH_WORKERS or all cores
+    executor: str = "local"  # or "ray" (benchmark.pipeline.ray_executor)
+    address: str | None = None  # the Ray cluster; None: a new runtime on this machine
     command: tuple[str, ...] = ()  # the command line, for results.json (default: sys.argv)
 
 
@@ -176,7 +178,7 @@ def git_commit() -> str:
     return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
-def _environment(device: str, workers: int) -> dict[str, Any]:
+def _environment(device: str, executor: Executor) -> dict[str, Any]:
     versions = {}
     for name in PACKAGES:
         try:
@@ -188,7 +190,8 @@ def _environment(device: str, workers: int) -> dict[str, Any]:
         "python": platform.python_version(),
         "machine": platform.machine(),
         "device": device,
-        "workers": workers,
+        "executor": executor.kind,
+        "workers": executor.workers,
         "packages": versions,
     }
 
@@ -465,7 +468,10 @@ def run_study(
             f"{dataset.root}: no identity has {MIN_SESSIONS} sessions; nothing can be scored"
         )
     plan = DevicePlan.parse(options.device)
-    with make_executor(options.workers) as executor:  # closes the worker processes, if any
+    executor_made = make_executor(
+        options.workers, executor=options.executor, address=options.address, device=plan
+    )
+    with executor_made as executor:  # closes the worker processes or actors, if any
         pipeline = _build_pipeline(profile, store, plan, cache, executor)
         drawn = len(order) if target is None else min(len(order), target)
         passes = []
@@ -620,7 +626,7 @@ def run_study(
             leakage,
             counts,
             {k: round(v, 3) for k, v in timings.items()},
-            _environment(str(plan), pipeline.executor.workers),
+            _environment(str(plan), pipeline.executor),
             hits,
         )
         results.control_comparisons = control_comparisons(results, pairs)

@@ -37,11 +37,12 @@ def test_stages_are_packages_with_types_and_a_runner() -> None:
     flat = sorted(p.name for p in pipeline.glob("*.py") if p.name != "__init__.py")
     shared = [
         "backend.py",
-        "executor.py",
         "registry.py",
         "stage_base.py",
     ]  # what every stage and backend shares
     assert flat == shared, f"backends belong in a stage package: {flat}"
+    executors = sorted(p.name for p in (pipeline / "executor").glob("*.py"))
+    assert executors == ["__init__.py", "local.py", "ray_actors.py"], executors
     assert not list(pipeline.rglob("*standin*")), "stand-ins live in benchmark/testing/"
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from benchmark.cache import Cache
+from benchmark.device import DevicePlan
 from benchmark.errors import UsageError
 from benchmark.pipeline.executor import (
     Miss,
@@ -31,6 +32,7 @@ BUILDS: list[int] = []  # in a worker: how often this process built the toy stag
 @dataclass(frozen=True)
 class ToyRecipe:
     delay: float = 0.0
+    cache_root = None  # the toy caches nothing
 
     def build(self) -> ToyStage:
         BUILDS.append(os.getpid())
@@ -48,6 +50,26 @@ class ToyStage:
     def square(self, chunk: list[int]) -> list[tuple[int, int, int]]:
         time.sleep(self.delay)
         return [(x * x, os.getpid(), BUILDS.count(os.getpid())) for x in chunk]
+
+
+class GpuProbe:
+    """Says which GPUs its process sees (the toy stage's recipe is itself)."""
+
+    cache_root = None  # no cache: nothing to check on the nodes
+
+    def __init__(self) -> None:
+        self.cache = Cache(enabled=False)
+        self.recipe = self
+
+    def build(self) -> GpuProbe:
+        return GpuProbe()
+
+    def __reduce__(self):
+        return (GpuProbe, ())
+
+    def visible(self, chunk: list[int]) -> list[tuple[int, str]]:
+        time.sleep(0.2)  # long enough that every worker takes chunks
+        return [(os.getpid(), os.environ.get("CUDA_VISIBLE_DEVICES", "")) for _ in chunk]
 
 
 def _look_up(x: int) -> tuple[int, int, int] | Miss:
@@ -105,6 +127,24 @@ def test_workers_default_and_checks(monkeypatch) -> None:
     monkeypatch.setenv("DMBENCH_WORKERS", "many")
     with pytest.raises(UsageError, match="DMBENCH_WORKERS"):
         default_workers()
+
+
+def test_a_cuda_plan_gives_each_worker_its_own_gpu(monkeypatch) -> None:
+    """One replica per visible GPU: no GPU is needed to see that worker i is shown only
+    GPU i (CUDA_VISIBLE_DEVICES is set in the worker before any CUDA library loads)."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    executor = make_executor(device=DevicePlan.parse("cuda,detector=cpu"))
+    assert isinstance(executor, ProcessExecutor) and executor.gpus == ("0", "1")
+    with executor:
+        seen = run_through_cache(list(range(8)), Miss, executor, GpuProbe(), "visible", 1)
+    by_worker = {pid: {visible for p, visible in seen if p == pid} for pid, _ in seen}
+    assert sorted(v for values in by_worker.values() for v in values) == ["0", "1"], by_worker
+    # Without a visible GPU, or on the CPU, the usual number of workers (1 in the tests).
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
+    assert isinstance(make_executor(device=DevicePlan.parse("cuda")), SerialExecutor)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    assert isinstance(make_executor(device=DevicePlan.parse("cpu")), SerialExecutor)
+    assert make_executor(4, device=DevicePlan.parse("cuda")).gpus == ("0", "1")
 
 
 @pytest.mark.integration

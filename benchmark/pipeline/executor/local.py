@@ -1,4 +1,5 @@
-"""Where a stage's per-item work runs: in this process, or in a pool of worker processes.
+"""Where a stage's per-item work runs on this machine: in this process, or in a pool of
+worker processes.
 
 Every executor calls the same stage method on the same chunks of items and hands the
 results back in the order of the chunks, so a run's results depend neither on the number
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from typing import Any, Protocol, Self
 
-from benchmark.device import THREADS_ENV
+from benchmark.device import GPUS_ENV, THREADS_ENV
 from benchmark.errors import UsageError
 
 WORKERS_ENV = "DMBENCH_WORKERS"
@@ -55,6 +56,7 @@ def check_workers(workers: int) -> int:
 
 
 class Executor(Protocol):
+    kind: str  # "serial", "process" or "ray" (results.json's environment.executor)
     workers: int
 
     def map(self, stage: Any, method: str, chunks: Iterable[list]) -> Iterator[list]:
@@ -78,6 +80,7 @@ class _Closing:
 class SerialExecutor(_Closing):
     """Everything in this process, one chunk after another."""
 
+    kind = "serial"
     workers = 1
 
     def map(self, stage: Any, method: str, chunks: Iterable[list]) -> Iterator[list]:
@@ -90,20 +93,27 @@ class SerialExecutor(_Closing):
 
 class ProcessExecutor(_Closing):
     """A pool of ``workers`` processes on this machine (started on first use, with
-    ``spawn``: no model state or thread pool is copied from the parent by ``fork``)."""
+    ``spawn``: no model state or thread pool is copied from the parent by ``fork``).
 
-    def __init__(self, workers: int) -> None:
+    With ``gpus`` (the names ``CUDA_VISIBLE_DEVICES`` uses), worker *i* sees only GPU
+    ``gpus[i % len(gpus)]``: one model replica per GPU when there are as many workers."""
+
+    kind = "process"
+
+    def __init__(self, workers: int, gpus: Sequence[str] = ()) -> None:
         self.workers = check_workers(workers)
+        self.gpus = tuple(gpus)
         self._pool: ProcessPoolExecutor | None = None
 
     def _started(self) -> ProcessPoolExecutor:
         if self._pool is None:
             threads = max(1, available_cores() // self.workers)  # no oversubscription
+            context = get_context("spawn")
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,
-                mp_context=get_context("spawn"),
+                mp_context=context,
                 initializer=_start_worker,
-                initargs=(threads,),
+                initargs=(threads, self.gpus, context.Value("i", 0)),
             )
         return self._pool
 
@@ -115,7 +125,7 @@ class ProcessExecutor(_Closing):
         in_flight: deque[Future] = deque()
         try:
             for chunk in chunks:  # at most two chunks per worker wait, so memory stays flat
-                in_flight.append(self._started().submit(_run_chunk, recipe, method, chunk))
+                in_flight.append(self._started().submit(run_chunk, recipe, method, chunk))
                 while len(in_flight) >= 2 * self.workers:
                     yield self._collect(in_flight.popleft(), stage)
             while in_flight:
@@ -189,27 +199,31 @@ def run_through_cache(
     return results
 
 
-def make_executor(workers: int | None = None) -> Executor:
-    """A serial executor for one worker, a process pool for more."""
-    workers = default_workers() if workers is None else check_workers(workers)
-    return SerialExecutor() if workers == 1 else ProcessExecutor(workers)
-
-
-# -- in a worker process -----------------------------------------------------------------
+# -- in a worker process (a pool's or a Ray actor's) -------------------------------------
 _STAGES: dict[bytes, Any] = {}  # recipe → the stage built from it, once per worker
 
 
-def _start_worker(threads: int) -> None:
-    # The parent handles Ctrl-C and stops the pool; a worker must not die mid-write on it.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # Each worker's share of the cores, for the models that run threads of their own.
+def set_thread_budget(threads: int) -> None:
+    """This worker's share of the cores, for the models that run threads of their own."""
     os.environ[THREADS_ENV] = os.environ["OMP_NUM_THREADS"] = str(threads)
     import cv2
 
     cv2.setNumThreads(threads)
 
 
-def _run_chunk(recipe: bytes, method: str, chunk: list) -> tuple[list, dict[str, int]]:
+def _start_worker(threads: int, gpus: tuple[str, ...], started: Any) -> None:
+    # The parent handles Ctrl-C and stops the pool; a worker must not die mid-write on it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if gpus:  # before any CUDA library loads in this process
+        with started.get_lock():
+            index, started.value = started.value, started.value + 1
+        os.environ[GPUS_ENV] = gpus[index % len(gpus)]
+    set_thread_budget(threads)
+
+
+def run_chunk(recipe: bytes, method: str, chunk: list) -> tuple[list, dict[str, int]]:
+    """``stage.<method>(chunk)`` with the stage built once per process from ``recipe``,
+    and the cache hits and misses it made (the caller adds them to its own counts)."""
     stage = _STAGES.get(recipe)
     if stage is None:
         stage = _STAGES[recipe] = pickle.loads(recipe).build()
