@@ -26,6 +26,7 @@ inode, size, mtime, ctime).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -394,6 +395,11 @@ class VerifyReport:
         return self.status == "OK"
 
 
+@functools.cache
+def _manifest_read_once(directory: Path) -> dict[str, Asset]:
+    return load_manifest(directory)
+
+
 class AssetStore:
     """Resolve manifest assets to verified local paths.
 
@@ -408,11 +414,25 @@ class AssetStore:
         search_dirs: Iterable[Path] | None = None,
         allow_download: bool | None = None,
     ) -> None:
-        self.manifest = manifest if manifest is not None else load_manifest()
+        self._manifest_dir = None if manifest is not None else manifest_dir()
+        self.manifest = manifest if manifest is not None else load_manifest(self._manifest_dir)
         self.cache_dir = (cache_dir or cache_root()) / "assets"
         self.search_dirs = list(search_dirs) if search_dirs is not None else local_asset_dirs()
         self.allow_download = (not offline()) if allow_download is None else allow_download
         self._tofu_path = self.cache_dir / "trusted_on_first_use.json"
+
+    def __getstate__(self) -> dict:
+        """A manifest read from its folder travels as the folder's name: the LFW file list
+        makes it 4 MB, and a stage's recipe goes to every worker (read there once)."""
+        state = dict(self.__dict__)
+        if self._manifest_dir is not None:
+            state["manifest"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self.manifest is None:
+            self.manifest = _manifest_read_once(self._manifest_dir)
 
     # -- lookup -----------------------------------------------------------------
     def __getitem__(self, name: str) -> Asset:

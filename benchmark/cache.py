@@ -33,7 +33,12 @@ from benchmark.settings import cache_root
 
 _META = "meta.json"
 # Every stage that caches; `cache clear --stage` accepts only these names.
-STAGES = ("prep", "mask", "recognize")
+STAGES = ("prep", "mask", "recognize", "decoded")
+DECODED = "decoded"  # a memo, not a stage: an image file's sha256 → its pixels' sha256
+
+
+def _decoded_key(file_sha256: str, decoder: str) -> str:
+    return hashlib.sha256(f"{file_sha256}|{decoder}".encode()).hexdigest()
 
 
 class CacheWarning(UserWarning):
@@ -128,6 +133,20 @@ class Cache:
         self.hits += counts.get("hits", 0)
         self.misses += counts.get("misses", 0)
         self.write_failures += counts.get("write_failures", 0)
+
+    def decoded_sha256(self, file_sha256: str, decoder: str) -> str | None:
+        """The sha256 of the pixels ``decoder`` made of the file with ``file_sha256``, as
+        remembered (``None``: never decoded, or the cache is off). Not a stage result, so
+        not counted as a hit or a miss."""
+        counts = (self.hits, self.misses)
+        entry = self.get(DECODED, _decoded_key(file_sha256, decoder))
+        self.hits, self.misses = counts
+        return None if entry is None else str(entry.record.get("pixels_sha256"))
+
+    def remember_decoded(self, file_sha256: str, decoder: str, pixels_sha256: str) -> None:
+        """Remember what an image file decodes to, so that a warm run need not decode it
+        again to find its key (the mask stage keys a crop by its pixels)."""
+        self.put(DECODED, _decoded_key(file_sha256, decoder), {"pixels_sha256": pixels_sha256})
 
     def _dir(self, stage: str, key: str) -> Path:
         return self.root / stage / key[:2] / key

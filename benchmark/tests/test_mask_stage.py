@@ -272,3 +272,38 @@ def test_one_crashing_crop_does_not_sink_its_batch(prep_run: Path, tmp_path: Pat
     statuses = [f.result.status for f in run.frames]
     assert statuses[0] == "failed" and "crashed" in run.frames[0].result.reason
     assert statuses[1:] == ["masked"] * (len(statuses) - 1)
+
+
+def test_a_warm_run_decodes_no_crop_and_rewrites_no_output(
+    prep_run: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """The crops' decoded digests are remembered (file sha256 → pixels' sha256), so a warm
+    run finds every key without decoding a crop; its outputs, already there with the same
+    bytes, are not written again. A crop whose bytes change is decoded again."""
+    import benchmark.imageio as imageio
+    from benchmark.pipeline.mask import stage as mask_stage
+
+    stage = MaskStage(_Square(), _Square(), _Square(), cache=Cache(tmp_path))
+    stage.backend = "memo"
+    cold = run_mask(prep_run, stage, progress=False)
+    decoded, written = [], []
+    load, write = mask_stage.load_image, imageio.write_bytes_atomic
+    monkeypatch.setattr(mask_stage, "load_image", lambda *a: decoded.append(a[0]) or load(*a))
+    monkeypatch.setattr(
+        imageio, "write_bytes_atomic", lambda p, d: written.append(p) or write(p, d)
+    )
+    warm = run_mask(prep_run, stage, progress=False)
+    assert decoded == [] and written == []
+    assert [f.result.status for f in warm.frames] == [f.result.status for f in cold.frames]
+    assert all(f.result.cached for f in warm.frames)
+    # Rewrite one crop with other pixels: decoded again, masked again (a new key).
+    crop = prep_run / warm.frames[0].crop
+    original = crop.read_bytes()
+    pixels = imageio.load_image(crop).rgb
+    try:
+        imageio.write_png_atomic(crop, 255 - pixels)
+        again = run_mask(prep_run, stage, progress=False)
+    finally:
+        crop.write_bytes(original)
+    assert decoded == [crop]
+    assert not again.frames[0].result.cached and all(f.result.cached for f in again.frames[1:])

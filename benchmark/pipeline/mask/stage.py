@@ -29,6 +29,7 @@ from benchmark.errors import DmbenchError, ImageReadError
 from benchmark.imageio import (
     atomic_writer,
     decode_png,
+    decoder_version,
     encode_png,
     ensure_folder,
     load_image,
@@ -207,7 +208,11 @@ class MaskStage(Stage):
     def look_up(self, crop: np.ndarray) -> MaskResult | str:
         """The crop's result from the cache, or on a miss its cache key for
         ``compute_crops``. No model runs here."""
-        key = self.key(hashlib.sha256(np.ascontiguousarray(crop).tobytes()).hexdigest())
+        return self.look_up_digest(pixels_sha256(crop))
+
+    def look_up_digest(self, crop_sha256: str) -> MaskResult | str:
+        """``look_up`` for a crop whose pixels' sha256 is known (nothing to decode)."""
+        key = self.key(crop_sha256)
         cached = self._from_cache(key)
         return key if cached is None else cached
 
@@ -378,12 +383,28 @@ def run_mask(
     start = time.perf_counter()
     bar = tqdm(total=len(rows), desc=f"mask {stage.backend}", unit="crop", disable=not progress)
 
+    decoder = decoder_version()
+
     def look_up(row: dict[str, str]) -> MaskResult | Miss:
+        path = run_dir / row["crop"]  # contained: _selected_crops
         try:
-            crop = load_image(run_dir / row["crop"]).rgb  # contained: _selected_crops
+            data = path.read_bytes()
+        except OSError:
+            data = None  # load_image says why, below
+        known = None
+        if data is not None:  # a crop decoded before: its key without decoding it again
+            file_sha256 = hashlib.sha256(data).hexdigest()
+            known = stage.cache.decoded_sha256(file_sha256, decoder)
+            if known is not None and isinstance(found := stage.look_up_digest(known), MaskResult):
+                return found
+        try:
+            crop = load_image(path, data).rgb
         except ImageReadError as exc:
             return MaskResult("failed", f"prep crop unreadable: {exc}")
-        found = stage.look_up(crop)
+        digest = pixels_sha256(crop)
+        if data is not None and digest != known:
+            stage.cache.remember_decoded(file_sha256, decoder, digest)
+        found = stage.look_up_digest(digest) if digest != known else stage.key(digest)
         return Miss((crop, found)) if isinstance(found, str) else found
 
     results = run_through_cache(
@@ -425,6 +446,11 @@ def _selected_crops(run_dir: Path, table: Path) -> list[dict[str, str]]:
             contained(run_dir, row["crop"], table, line)
             rows.append(row)
     return rows
+
+
+def pixels_sha256(crop: np.ndarray) -> str:
+    """What a crop is keyed by: the sha256 of its pixels (not of its file's bytes)."""
+    return hashlib.sha256(np.ascontiguousarray(crop).tobytes()).hexdigest()
 
 
 def _write_outputs(run_dir: Path, run: MaskRun, stage: MaskStage) -> None:
