@@ -540,6 +540,7 @@ def run_study(
                     load_images(masked_images),
                     progress=options.progress,
                     references={k: Path(p).read_bytes() for k, p in photos.items()},
+                    executor=pipeline.executor,
                 )
                 faces = {k: e for k, e in embeddings.items() if k.startswith("prep|")}
                 by_alignment["photo"] = faces | aligned

@@ -151,6 +151,9 @@ def test_a_cuda_plan_gives_each_worker_its_own_gpu(monkeypatch) -> None:
 def test_one_and_two_workers_give_identical_results(store, tmp_path: Path, monkeypatch) -> None:
     """The study from two cold caches, with 1 and with 2 workers: every number of
     results.json (all but timings and the environment) is identical."""
+    from benchmark.pipeline.mask.stage import MaskStage
+    from benchmark.pipeline.prep.stage import PrepStage
+    from benchmark.pipeline.recognize.stage import RecognizeStage
     from benchmark.specs import load_profiles
     from benchmark.study import StudyOptions, run_study
 
@@ -159,12 +162,30 @@ def test_one_and_two_workers_give_identical_results(store, tmp_path: Path, monke
     monkeypatch.setattr(
         ProcessExecutor, "_started", lambda self: started.append(1) or start_pool(self)
     )
+    # The per-item work that runs in this process (the workers import their own copies).
+    here: list[str] = []
+    for cls, method in [
+        (PrepStage, "compute_frames"),
+        (MaskStage, "compute_crops"),
+        (RecognizeStage, "embed_batch"),
+    ]:
+        original = getattr(cls, method)
+        monkeypatch.setattr(
+            cls,
+            method,
+            lambda self, chunk, _o=original, _m=method: here.append(_m) or _o(self, chunk),
+        )
     digests = {}
     for workers in (1, 2):
+        here.clear()
         monkeypatch.setenv("DMBENCH_CACHE_DIR", str(tmp_path / f"cache{workers}"))
         options = StudyOptions(identities=6, progress=False, workers=workers)
         results = run_study(load_profiles()["lfw"], tmp_path / f"out{workers}", options, store)
         assert results.environment["workers"] == workers
         digests[workers] = results.number_digests()
         assert bool(started) == (workers == 2), "cold misses went to the workers"
+        if workers == 1:
+            assert set(here) == {"compute_frames", "compute_crops", "embed_batch"}
+        else:
+            assert here == [], f"every chunk of per-item work went to the workers: {here}"
     assert digests[1] == digests[2]

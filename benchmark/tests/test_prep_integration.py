@@ -25,7 +25,8 @@ def _check_run(run, dataset, out: Path) -> None:
     for res in run.results:
         assert res.status == "kept" or res.reason, "every dropped frame says why"
         if res.status == "kept":
-            assert res.crop.shape == (224, 224, 3) and res.crop.dtype == np.uint8
+            crop = res.crop_image()
+            assert crop.shape == (224, 224, 3) and crop.dtype == np.uint8
             assert abs(res.yaw) < 20 and abs(res.pitch) < 20 and res.best_score > min_best
     kept = sum(r.status == "kept" for r in run.results)
     # LFW photos are news photos, often with other people in the background, so the

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -85,6 +86,7 @@ def cluster():
 
         ray.shutdown()
         _stop(token)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def _executor(cluster: str, workers: int | None = None, cuda: bool = False):
