@@ -67,7 +67,7 @@ class Executor(Protocol):
         """Stop the workers (if any)."""
 
 
-class _Closing:
+class ClosingExecutor:
     """``with make_executor(n) as executor:`` closes the workers on the way out."""
 
     def __enter__(self) -> Self:
@@ -77,7 +77,7 @@ class _Closing:
         self.close()  # type: ignore[attr-defined]
 
 
-class SerialExecutor(_Closing):
+class SerialExecutor(ClosingExecutor):
     """Everything in this process, one chunk after another."""
 
     kind = "serial"
@@ -91,7 +91,7 @@ class SerialExecutor(_Closing):
         pass
 
 
-class ProcessExecutor(_Closing):
+class ProcessExecutor(ClosingExecutor):
     """A pool of ``workers`` processes on this machine (started on first use, with
     ``spawn``: no model state or thread pool is copied from the parent by ``fork``).
 

@@ -28,8 +28,8 @@ from typing import Any
 
 from benchmark.errors import DeviceError, DmbenchError, UsageError
 from benchmark.pipeline.executor.local import (
+    ClosingExecutor,
     SerialExecutor,
-    _Closing,
     run_chunk,
     set_thread_budget,
 )
@@ -64,7 +64,7 @@ def check_listening(address: str, timeout: float = 10.0) -> None:
         ) from None
 
 
-class RayExecutor(_Closing):
+class RayExecutor(ClosingExecutor):
     """``workers`` actors (default: one per CPU of the cluster, or one per GPU under a CUDA
     plan) on the cluster at ``address``; ``None`` starts a Ray runtime on this machine."""
 
