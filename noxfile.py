@@ -28,7 +28,30 @@ def _env(session: nox.Session) -> dict[str, str]:
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     session.install("-e", ".[test,insightface,ringnet,ray]", TORCH)
+    # The README's example anonymizer plug-in: a test runs it through its entry point.
+    session.install("./examples/anonymizer-plugin")
     session.run("pytest", *(session.posargs or ["-q"]), env=_env(session))
+
+
+@nox.session(python=PYTHON)
+def leaderboard(session: nox.Session) -> None:
+    """Every built-in anonymizer and the example plug-in through `dmbench evaluate` on the
+    default profile: results/leaderboard/{results.json,report.md,leaderboard.md}.
+
+    `nox -s leaderboard -- --identities 60` for a quicker, smaller board."""
+    session.install("-e", ".[test]")
+    session.install("./examples/anonymizer-plugin")
+    args = list(session.posargs)
+    if "--out" not in args:
+        args += ["--out", "results/leaderboard"]
+    anonymizers = ["mediapipe-mesh", "sfm-eos", "blur", "pixelate", "blackout", "posterize"]
+    session.run(
+        "dmbench",
+        "evaluate",
+        *(arg for name in anonymizers for arg in ("--anonymizer", name)),
+        *args,
+        env=_env(session),
+    )
 
 
 @nox.session(python=PYTHON)

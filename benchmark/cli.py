@@ -224,10 +224,18 @@ def _mask(args: argparse.Namespace, run_dir: Path) -> None:
         "device": DevicePlan.parse(args.device),
         "cache": Cache(enabled=not args.no_cache),
     }
-    if args.control:  # the same cut filled without any reconstruction
-        stage = MaskStage.for_control(args.control, args.cut, **common)
-    else:
-        stage = MaskStage.from_names(args.reconstruct, args.render, args.cut, **common)
+    chosen = [o for o in ("control", "anonymizer", "anonymized") if getattr(args, o)]
+    if len(chosen) > 1:
+        raise UsageError(f"choose one of --{' or --'.join(chosen)}, not {len(chosen)}")
+    stage = MaskStage.from_names(
+        args.reconstruct,
+        args.render,
+        args.cut,
+        control=args.control,
+        anonymizer=args.anonymizer,
+        anonymized=args.anonymized,
+        **common,
+    )
     with _executor(args) as executor:
         run = run_mask(run_dir, stage, progress=not args.quiet, executor=executor)
     counts = run.counts()
@@ -256,15 +264,13 @@ def cmd_mask(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_reproduce(args: argparse.Namespace) -> int:
-    """The main job: the whole study on a profile, its report, and its claims."""
+def _study(args: argparse.Namespace, profile, default_out: str):
+    """What ``reproduce`` and ``evaluate`` share: the assets checked, the study run into
+    ``--out`` (default ``default_out``). Returns the results and the folder."""
     from benchmark.assets import AssetStore
     from benchmark.imageio import ensure_folder
-    from benchmark.report import OUTCOME_WORDS, write_report
-    from benchmark.specs import load_profiles
-    from benchmark.study import StudyOptions, load_results, missing_assets, run_study
+    from benchmark.study import StudyOptions, missing_assets, run_study
 
-    profile = load_profiles()[args.profile]
     store = AssetStore()
     missing = missing_assets(profile, store)
     if args.data:  # the data come from --data; every model must still be here
@@ -274,8 +280,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             f"profile '{profile.name}' needs assets that are not available: "
             f"{', '.join(missing)}\n\n" + "\n\n".join(store[m].how_to_obtain() for m in missing)
         )
-    out = ensure_folder(Path(args.out or f"results/{profile.name}"), "--out folder")
-    print(f"dmbench {__version__} reproduce: profile '{profile.name}' → {out}")
+    out = ensure_folder(Path(args.out or default_out), "--out folder")
+    print(f"dmbench {__version__} {args.command}: profile '{profile.name}' → {out}")
     options = StudyOptions(
         data=args.data,
         identities=args.identities,
@@ -287,8 +293,51 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         executor=args.executor,
         address=args.address,
         command=("dmbench", *sys.argv[1:]) if args.argv is None else ("dmbench", *args.argv),
+        attacker_people=getattr(args, "attacker_people", None),
     )
-    results = run_study(profile, out, options, store)
+    return run_study(profile, out, options, store), out
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Any anonymizer through the study's attacks: results.json, report and leaderboard."""
+    from dataclasses import replace
+
+    from benchmark.leaderboard import strongest_attacks, write_leaderboard
+    from benchmark.report import write_report
+    from benchmark.specs import load_profiles
+
+    specs = [*(args.anonymizer or []), *(f"folder:{d}" for d in args.anonymized or [])]
+    if not specs:
+        raise UsageError("evaluate needs --anonymizer NAME or --anonymized DIR (one or more)")
+    profile = replace(load_profiles()[args.profile], reconstruct=(), anonymizers=tuple(specs))
+    results, out = _study(args, profile, "results/evaluate")
+    report = write_report(results, out)
+    files = write_leaderboard(results, out)
+    print(f"\nresults: {out / 'results.json'}\nreport:  {report}\nleaderboard: {files['md']}")
+    print(f"identities: {results.counts['draw']['outcome']}")
+    print("strongest attack per anonymizer (rank-1, lower is better privacy):")
+    for row in strongest_attacks(_leaderboard_rows(files["json"])):
+        print(
+            f"  {row['anonymizer']:44} {100 * row['rank1']:5.1f} % "
+            f"[{100 * row['ci_low']:.1f}–{100 * row['ci_high']:.1f}]  chance "
+            f"{100 * row['chance']:.2f} %, {row['attack']} ({row['alignment']}), "
+            f"{row['embedder']}, n = {row['n']}"
+        )
+    return 0
+
+
+def _leaderboard_rows(path: Path) -> list[dict[str, Any]]:
+    return json.loads(Path(path).read_text())["rows"]
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """The main job: the whole study on a profile, its report, and its claims."""
+    from benchmark.report import OUTCOME_WORDS, write_report
+    from benchmark.specs import load_profiles
+    from benchmark.study import load_results
+
+    profile = load_profiles()[args.profile]
+    results, out = _study(args, profile, f"results/{profile.name}")
     companions = tuple(
         load_results(out.parent / other / "results.json")
         for other in PAPER_TWINS.get(profile.name, ())
@@ -351,6 +400,24 @@ def _listing(what: str) -> list[dict[str, Any]]:
                     }
                 )
         return rows
+    if what == "anonymizers":
+        from benchmark.pipeline.mask.anonymizers import entry_points
+        from benchmark.pipeline.mask.types import CONTROLS, RECONSTRUCTORS
+
+        return (
+            [
+                {"name": n, "kind": "reconstruction", "source": RECONSTRUCTORS.path(n).target}
+                for n in RECONSTRUCTORS.names()
+            ]
+            + [
+                {"name": n, "kind": "control", "source": CONTROLS.path(n).target}
+                for n in CONTROLS.names()
+            ]
+            + [
+                {"name": n, "kind": "plugin", "source": ep.value}
+                for n, ep in sorted(entry_points().items())
+            ]
+        )
     if what == "profiles":
         keys = ("name", "dataset", "identities", "protocol", "detector", "pose")
         return [
@@ -378,6 +445,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     columns = {
         "backends": ("role", "name", "default", "extra", "class"),
+        "anonymizers": ("name", "kind", "source"),
         "profiles": ("name", "dataset", "identities", "protocol", "embedders"),
         "scenarios": ("name", "family", "query", "database"),
         "claims": ("id", "profile", "kind", "min_n", "statement"),
@@ -585,6 +653,21 @@ def build_parser() -> argparse.ArgumentParser:
             help="instead of a reconstruction, fill the cut's region with a control: "
             "blank (flat grey), blur (σ 8 px), pixelate (16 px blocks) or blackout",
         )
+        p.add_argument(
+            "--anonymizer",
+            default=None,
+            metavar="NAME",
+            help="any anonymizer: a reconstruction or control above, an installed plug-in "
+            "(`dmbench list anonymizers`) or module:callable (README: Your own anonymizer)",
+        )
+        p.add_argument(
+            "--anonymized",
+            default=None,
+            metavar="DIR",
+            help="images anonymized elsewhere, in a folder that mirrors the run's crops/ "
+            "(DIR/<identity>/<session>/<frame>_prep.png; an optional <frame>_prep.region.png "
+            "beside one gives the region it changed, else the cut's region)",
+        )
 
     mask = sub.add_parser("mask", help="3D-reconstruct, render and cut every selected crop")
     mask.add_argument("run_dir", help="a folder written by `dmbench prep`")
@@ -602,34 +685,67 @@ def build_parser() -> argparse.ArgumentParser:
     add_prep_options(prep)
     prep.set_defaults(func=cmd_prep)
 
-    reproduce = sub.add_parser("reproduce", help="run the whole study on a profile")
     from benchmark.specs import load_profiles
 
-    reproduce.add_argument("--profile", default="lfw", choices=sorted(load_profiles()))
-    reproduce.add_argument("--data", default=None, help="dataset folder (default: the profile's)")
-    reproduce.add_argument("--out", default=None, help="results folder (results/<profile>)")
-    reproduce.add_argument(
-        "--identities",
-        type=int,
-        default=None,
-        help="score this many VALID identities, drawing (seeded) until that many are valid "
-        "or the data run out (default: the profile's: lfw 555, paper all)",
-    )
-    reproduce.add_argument(
-        "--selection",
-        choices=["exhaustive", "lazy"],
-        default="exhaustive",
-        help="lazy: per video, stop at the first two frames that pass prep's filters in a "
-        "seeded random order (same distribution of pairs, far fewer model calls)",
-    )
-    reproduce.add_argument("--device", default="cpu", type=_device_spec, help=DEVICE_HELP)
-    add_workers(reproduce)
-    reproduce.add_argument("--no-cache", action="store_true")
-    reproduce.add_argument("--quiet", action="store_true")
+    def add_study_options(p: argparse.ArgumentParser, out_help: str) -> None:
+        p.add_argument("--profile", default="lfw", choices=sorted(load_profiles()))
+        p.add_argument("--data", default=None, help="dataset folder (default: the profile's)")
+        p.add_argument("--out", default=None, help=out_help)
+        p.add_argument(
+            "--identities",
+            type=int,
+            default=None,
+            help="score this many VALID identities, drawing (seeded) until that many are "
+            "valid or the data run out (default: the profile's: lfw 555, paper all)",
+        )
+        p.add_argument(
+            "--selection",
+            choices=["exhaustive", "lazy"],
+            default="exhaustive",
+            help="lazy: per video, stop at the first two frames that pass prep's filters in "
+            "a seeded random order (same distribution of pairs, far fewer model calls)",
+        )
+        p.add_argument("--device", default="cpu", type=_device_spec, help=DEVICE_HELP)
+        add_workers(p)
+        p.add_argument("--no-cache", action="store_true")
+        p.add_argument("--quiet", action="store_true")
+
+    reproduce = sub.add_parser("reproduce", help="run the whole study on a profile")
+    add_study_options(reproduce, "results folder (results/<profile>)")
     reproduce.set_defaults(func=cmd_reproduce)
 
-    listing = sub.add_parser("list", help="backends, profiles, scenarios or claims")
-    listing.add_argument("what", choices=["backends", "profiles", "scenarios", "claims"])
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="score any anonymizer with the study's attacks: results, report, leaderboard",
+    )
+    evaluate.add_argument(
+        "--anonymizer",
+        action="append",
+        metavar="NAME",
+        help="a built-in (mediapipe-mesh, sfm-eos, blur, ...), an installed plug-in "
+        "(`dmbench list anonymizers`) or module:callable; repeat to rank several",
+    )
+    evaluate.add_argument(
+        "--anonymized",
+        action="append",
+        metavar="DIR",
+        help="images anonymized elsewhere, mirroring the run's prep/crops/ (see `dmbench mask`)",
+    )
+    evaluate.add_argument(
+        "--attacker-people",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="train the adaptive attacker on N identities of lfw-train (one photo each, "
+        "none in the evaluation; default 1000, at most 4069); 0: no adaptive attacker",
+    )
+    add_study_options(evaluate, "results folder (results/evaluate)")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    listing = sub.add_parser("list", help="backends, anonymizers, profiles, scenarios or claims")
+    listing.add_argument(
+        "what", choices=["backends", "anonymizers", "profiles", "scenarios", "claims"]
+    )
     listing.add_argument("--json", action="store_true", help="print JSON records")
     listing.set_defaults(func=cmd_list)
 

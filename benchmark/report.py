@@ -326,8 +326,14 @@ def write_report(results, out_dir: Path, companions: tuple = ()) -> Path:
         *_surroundings_table(results),
         "## Claims",
         "",
-        "Each claim is judged only where it has 80 % power (its minimum n); see "
-        "`benchmark/specs/claims.toml` for the reasoning."
+        (
+            "An evaluation (`dmbench evaluate`): the paper's claims are about its digital "
+            "mask and are judged by `dmbench reproduce`; this run is read on "
+            "`leaderboard.md`, beside this report."
+            if results.config.get("anonymizers")
+            else "Each claim is judged only where it has 80 % power (its minimum n); see "
+            "`benchmark/specs/claims.toml` for the reasoning."
+        )
         + (
             f" This profile has no claims of its own: it is read against the claims of "
             f"`{claims_from}`, for comparison."

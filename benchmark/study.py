@@ -20,16 +20,19 @@ from typing import Any
 
 from benchmark import __version__
 from benchmark.assets import AssetStore
+from benchmark.attacker import adaptive_rows, fit_attacks, training_sets
 from benchmark.cache import Cache
 from benchmark.claims import claim_records
 from benchmark.datasets import Dataset, fetch_dataset, resolve_dataset
 from benchmark.device import DevicePlan
 from benchmark.errors import DmbenchError, UsageError
-from benchmark.imageio import write_bytes_atomic
+from benchmark.imageio import load_image, write_bytes_atomic
 from benchmark.leakage import probe_mask_run
 from benchmark.metrics import paired_difference
-from benchmark.pipeline.executor import Executor, make_executor
-from benchmark.pipeline.mask.stage import MaskStage, run_mask
+from benchmark.pipeline.executor import Executor, Miss, make_executor, run_through_cache
+from benchmark.pipeline.mask.stage import MaskStage, pixels_sha256, run_mask
+from benchmark.pipeline.mask.utility import UtilityStage
+from benchmark.pipeline.mask.utility import summarize as summarize_utility
 from benchmark.pipeline.prep.stage import PrepParams, PrepStage, read_selection, run_prep
 from benchmark.pipeline.recognize.pairing import MIN_SESSIONS, pair_frames
 from benchmark.pipeline.recognize.stage import (
@@ -71,6 +74,8 @@ class StudyOptions:
     executor: str = "local"  # or "ray" (benchmark.pipeline.ray_executor)
     address: str | None = None  # the Ray cluster; None: a new runtime on this machine
     command: tuple[str, ...] = ()  # the command line, for results.json (default: sys.argv)
+    # The adaptive attacker: train it on this many lfw-train identities (None: no attacker).
+    attacker_people: int | None = None
 
 
 @dataclass
@@ -84,6 +89,12 @@ class StudyResults:
     environment: dict[str, Any]
     hits: dict[str, dict[str, int]] = field(default_factory=dict)
     control_comparisons: list[dict[str, Any]] = field(default_factory=list)
+    # An evaluation's (``dmbench evaluate``) utility per anonymizer (mask/utility.py).
+    utility: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # An evaluation's adaptive attacker (benchmark/attacker.py): its rows, scored like the
+    # scenarios', and what it was trained on and chose.
+    adaptive: list[dict[str, Any]] = field(default_factory=list)
+    attacker: dict[str, Any] = field(default_factory=dict)
     # What made the file, and the claims judged once on it (benchmark/specs/results.schema.json).
     schema_version: int = 0  # 0: written before the schema; the study writes RESULTS_SCHEMA
     created: str = ""  # UTC, ISO 8601
@@ -104,6 +115,10 @@ class StudyResults:
             "leakage": self.leakage,
             "counts": self.counts,
         }
+        if self.utility:  # an evaluation's (a study's digests stay as they were)
+            parts["utility"] = self.utility
+        if self.adaptive:
+            parts["adaptive"] = self.adaptive
         return {
             name: hashlib.sha256(
                 json.dumps(part, sort_keys=True, separators=(",", ":")).encode()
@@ -203,15 +218,34 @@ def profile_backends(profile: Profile) -> list[tuple[Registry, list[str]]]:
     from benchmark.pipeline.prep.types import DETECTORS, POSES
     from benchmark.pipeline.recognize.types import EMBEDDERS
 
+    built_in = {
+        name: registry for registry in (RECONSTRUCTORS, CONTROLS) for name in registry.names()
+    }
+    chosen = [*profile.reconstruct, *(a for a in profile.anonymizers if a in built_in)]
     return [
         (DETECTORS, [profile.detector]),
         (POSES, [profile.pose]),
-        (RECONSTRUCTORS, list(profile.reconstruct)),
+        (RECONSTRUCTORS, [n for n in chosen if built_in.get(n) is RECONSTRUCTORS]),
         (RENDERERS, [profile.render]),
         (CUTS, [profile.cut]),
-        (CONTROLS, list(profile.controls)),
+        (CONTROLS, [*profile.controls, *(n for n in chosen if built_in.get(n) is CONTROLS)]),
         (EMBEDDERS, list(profile.embedders)),
     ]
+
+
+def mask_source_names(profile: Profile) -> list[str]:
+    """What the study scores as masks: the reconstructions, then any other anonymizers
+    (``dmbench evaluate``), each once."""
+    return list(dict.fromkeys([*profile.reconstruct, *profile.anonymizers]))
+
+
+def profile_record(profile: Profile, identities: int | None) -> dict[str, Any]:
+    """The profile as results.json records it (``anonymizers`` only in an evaluation, so
+    that a study's record, and its digest, stay as they were)."""
+    record = profile.__dict__ | {"identities": identities}
+    return (
+        record if profile.anonymizers else {k: v for k, v in record.items() if k != "anonymizers"}
+    )
 
 
 def device_map(profile: Profile, plan: DevicePlan) -> dict[str, str]:
@@ -249,24 +283,38 @@ class _Pipeline:
     """The stages of one profile, built once and run on a growing draw of identities."""
 
     prep: PrepStage
-    masks: list[MaskStage]  # reconstructions first, then controls
+    sources: list[MaskStage]  # what is scored as a mask: reconstructions, then anonymizers
+    reconstructions: int  # how many of ``sources`` are the profile's reconstructions
+    controls: list[MaskStage]  # the same cut filled with no reconstruction
     embedders: dict[str, RecognizeStage]
     executor: Executor  # where every stage's per-item work runs
+    utility: UtilityStage | None = None  # an evaluation's utility measures
+
+    @property
+    def masks(self) -> list[MaskStage]:
+        return [*self.sources, *self.controls]
 
     def asset_sha256(self) -> dict[str, dict[str, str]]:
         """sha256 of every file every stage used, as verified in this run (``tofu:`` where
         the manifest has no hash and it was trusted on first use), so two users can compare
         what they ran."""
         stages = [self.prep, *self.masks, *self.embedders.values()]
+        stages += [self.utility] if self.utility else []
         return {name: files for stage in stages for name, files in stage.asset_sha256.items()}
 
     @property
+    def deciding_sources(self) -> list[str]:
+        """The masks whose overlays decide which identities are valid: the profile's
+        reconstructions (``_run_draw``)."""
+        return [m.backend for m in self.sources[: self.reconstructions]]
+
+    @property
     def mask_sources(self) -> list[str]:
-        return [m.backend for m in self.masks if not m.is_control]
+        return [m.backend for m in self.sources]
 
     @property
     def control_sources(self) -> list[str]:
-        return [m.backend for m in self.masks if m.is_control]
+        return [m.backend for m in self.controls]
 
 
 @dataclass
@@ -295,14 +343,27 @@ def _build_pipeline(
         cache=cache,
         params=PrepParams(seed=profile.seed, reference_quirks=profile.reference_quirks),
     )
-    masks = [
+    sources = [
         MaskStage.from_names(
-            name, profile.render, profile.cut, store=store, device=plan, cache=cache
+            render=profile.render,
+            cut=profile.cut,
+            anonymizer=name,
+            store=store,
+            device=plan,
+            cache=cache,
         )
-        for name in profile.reconstruct
-    ] + [
-        MaskStage.for_control(name, profile.cut, store=store, device=plan, cache=cache)
+        for name in mask_source_names(profile)
+    ]
+    scored = {m.backend for m in sources}
+    controls = [
+        control
         for name in profile.controls
+        if (
+            control := MaskStage.for_control(
+                name, profile.cut, store=store, device=plan, cache=cache
+            )
+        ).backend
+        not in scored  # an anonymizer under evaluation is not its own control
     ]
     embedders = {
         name: RecognizeStage.from_names(
@@ -314,7 +375,80 @@ def _build_pipeline(
         )
         for name in profile.embedders
     }
-    return _Pipeline(prep, masks, embedders, executor)
+    utility = (
+        UtilityStage.from_names(
+            profile.detector, profile.pose, store=store, device=plan, cache=cache
+        )
+        if profile.anonymizers
+        else None
+    )
+    return _Pipeline(
+        prep, sources, len(profile.reconstruct), controls, embedders, executor, utility
+    )
+
+
+def _fit_attackers(
+    pipeline: _Pipeline,
+    store: AssetStore,
+    out_dir: Path,
+    options: StudyOptions,
+    seed: int,
+    evaluated: set[str],
+) -> tuple[dict[tuple[str, str, str], Any], dict[str, Any]]:
+    """Every scored anonymizer's (and control's) fitted attacks per embedder and alignment
+    (or why none were fitted), and the record of the training."""
+    sets, record = training_sets(
+        pipeline,
+        store,
+        out_dir / "attacker-train",
+        options.attacker_people,
+        seed,
+        evaluated,
+        options.progress,
+    )
+    fitted: dict[tuple[str, str, str], Any] = {}
+    trained = {}
+    for (source, embedder, alignment), data in sets.items():
+        metric = pipeline.embedders[embedder].embedder.metric
+        attacks = fitted[(source, embedder, alignment)] = fit_attacks(data, metric, seed)
+        trained[f"{source}|{embedder}|{alignment}"] = (
+            {"not_fitted": attacks} if isinstance(attacks, str) else attacks.record
+        )
+    return fitted, record | {"fitted": trained}
+
+
+def _utility(
+    pipeline: _Pipeline, draw: _Draw, paired: set[str], prep_dir: Path
+) -> dict[str, dict[str, Any]]:
+    """Utility of every scored anonymizer and control over the frames scored, each
+    anonymized image against its photo (``UtilityStage``), and the share anonymized."""
+    stage = pipeline.utility
+    items = [
+        (source, frame)
+        for source in [*pipeline.mask_sources, *pipeline.control_sources]
+        for frame in draw.mask_runs[source].frames
+        if frame.frame in paired
+    ]
+    todo = [(source, frame) for source, frame in items if frame.result.masked]
+
+    def look_up(item: tuple[str, Any]) -> Any:
+        photo = load_image(prep_dir / item[1].crop).rgb
+        anonymized = item[1].result.image("overlay")
+        found = stage.look_up(pixels_sha256(photo), pixels_sha256(anonymized))
+        return Miss((photo, anonymized, found)) if isinstance(found, str) else found
+
+    measured = run_through_cache(
+        todo, look_up, pipeline.executor, stage, "compute_pairs", chunk_size=32
+    )
+    out = {}
+    for source in [*pipeline.mask_sources, *pipeline.control_sources]:
+        mine = [m for (s, _), m in zip(todo, measured, strict=True) if s == source]
+        frames = sum(s == source for s, _ in items)
+        out[source] = {
+            "frames": frames,
+            "anonymized_rate": len(mine) / frames if frames else None,
+        } | summarize_utility(mine)
+    return out
 
 
 def _nothing_scored(draw: _Draw) -> str:
@@ -362,7 +496,11 @@ def _run_draw(
         )
         key = f"mask_{stage.backend.split('+')[0]}_s"
         timings[key] = timings.get(key, 0.0) + time.perf_counter() - start
-    sources = pipeline.mask_sources
+    # The original's rule: an identity is valid where its photos AND the overlays of every
+    # reconstruction have a face the embedder finds. Anonymizers under evaluation do not
+    # decide it: they are scored on every valid identity, a query with no output or no
+    # face found counting as a miss (an anonymizer that hides the face is not excused).
+    sources = pipeline.deciding_sources
     paths = collect_images(prep_dir, [m.backend for m in pipeline.masks])
     # Faces and overlays of every selected frame decide the valid identities (the
     # original's rule); the other variants are embedded later, for paired frames only.
@@ -510,6 +648,14 @@ def run_study(
         scenarios = load_scenarios()
         paired = {uid for pair in pairs for uid in (pair.database, pair.query)}
         rows, hits, embed_counts = [], {}, {}
+        fitted, attacker = {}, {}
+        if options.attacker_people:  # the attacker who adapts to each anonymizer
+            start = time.perf_counter()
+            fitted, attacker = _fit_attackers(
+                pipeline, store, out_dir, options, profile.seed, set(dataset.identities())
+            )
+            timings["attacker_s"] = time.perf_counter() - start
+        adaptive: list[dict[str, Any]] = []
         for name, stage in pipeline.embedders.items():
             start = time.perf_counter()
             embeddings = draw.embeddings[name]
@@ -584,6 +730,26 @@ def run_study(
                         }
                         rows.append(row)
                         hits[_hits_key(row)] = result.hits
+            for (source, embedder, alignment), attacks in fitted.items():
+                if embedder == name and alignment in by_alignment and not isinstance(attacks, str):
+                    adaptive += adaptive_rows(
+                        pairs,
+                        by_alignment[alignment],
+                        attacks,
+                        source=source,
+                        embedder=name,
+                        metric=stage.embedder.metric,
+                        alignment=alignment,
+                        protocol=profile.protocol,
+                        seed=profile.seed,
+                        control=source if source in controls else None,
+                    )
+
+        utility = {}
+        if pipeline.utility is not None:
+            start = time.perf_counter()
+            utility = _utility(pipeline, draw, paired, prep_dir)
+            timings["utility_s"] = time.perf_counter() - start
 
         available = len(order)
         draw_record = {
@@ -611,7 +777,7 @@ def run_study(
             "recognize": embed_counts,
         }
         config = {
-            "profile": profile.__dict__ | {"identities": target},
+            "profile": profile_record(profile, target),
             "selection": "lazy" if options.lazy_selection else "exhaustive",
             "devices": device_map(profile, plan),
             "data": str(dataset.root),
@@ -620,6 +786,12 @@ def run_study(
             "control_sources": controls,
             "assets": pipeline.asset_sha256(),
         }
+        if profile.anonymizers:  # an evaluation: what each scored anonymizer is
+            config["anonymizers"] = {
+                m.backend: {"kind": m.anonymizer.kind, "names": m.recipe.names}
+                | ({"settings": m.key_params()["settings"]} if "settings" in m.key_params() else {})
+                for m in pipeline.sources
+            }
         results = StudyResults(
             profile.name,
             config,
@@ -631,11 +803,14 @@ def run_study(
             hits,
         )
         results.control_comparisons = control_comparisons(results, pairs)
+        results.utility = utility
+        results.adaptive, results.attacker = adaptive, attacker
         results.schema_version = RESULTS_SCHEMA
         results.created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         results.git_commit = git_commit()
         results.command = list(options.command) if options.command else list(sys.argv)
-        results.claims = claim_records(results)
+        # The paper's claims are about its study; an evaluation is read on its leaderboard.
+        results.claims = [] if profile.anonymizers else claim_records(results)
         text = json.dumps(results.to_json(), indent=1, default=_json_default, allow_nan=False)
         write_bytes_atomic(out_dir / "results.json", text.encode())
         return results

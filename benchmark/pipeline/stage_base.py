@@ -101,12 +101,18 @@ class Stage:
         self.asset_sha256 = asset_hashes(store or AssetStore(), self.backends.values())
         self.backend = "+".join(b.name for b in self.backends.values())  # names the outputs
 
-    def remember(self, store: AssetStore, device: str | DevicePlan, **extra: Any) -> Self:
-        """Record how ``from_names`` built this stage (the roles' names are its keywords),
-        so that a worker process can build it too."""
+    def remember(
+        self,
+        store: AssetStore,
+        device: str | DevicePlan,
+        names: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> Self:
+        """Record how ``from_names`` built this stage, so that a worker process can build
+        it too: its keywords are the roles' backend names unless ``names`` says otherwise."""
         self.recipe = StageRecipe(
             f"{type(self).__module__}:{type(self).__qualname__}",
-            {role: backend.name for role, backend in self.backends.items()},
+            names or {role: backend.name for role, backend in self.backends.items()},
             self.params,
             store,
             device,

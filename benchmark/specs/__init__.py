@@ -79,6 +79,9 @@ class Profile:
     cut: str
     embedders: tuple[str, ...]
     controls: tuple[str, ...] = ()  # mask_controls run over the same cut, beside the masks
+    # Any anonymizers scored beside (or instead of) the reconstructions: built-in names,
+    # installed plug-ins, module:callable, folder:DIR (`dmbench evaluate --anonymizer`).
+    anonymizers: tuple[str, ...] = ()
     seed: int = 42
     reference_quirks: bool = False
     identity_rule: str = "usable-sessions"  # see benchmark.pipeline.recognize.pairing
@@ -97,7 +100,7 @@ def load_profiles() -> dict[str, Profile]:
     for raw in _load("profiles.toml")["profile"]:
         raw = dict(_checked("profiles.toml", "profile", raw, known | PROFILE_EXTRA_KEYS))
         raw.setdefault("identities", None)  # none given: every identity of the dataset
-        for key in ("reconstruct", "embedders", "controls"):
+        for key in ("reconstruct", "embedders", "controls", "anonymizers"):
             raw[key] = tuple(raw.get(key, ()))
         extra = {k: raw.pop(k) for k in list(raw) if k in PROFILE_EXTRA_KEYS}
         out[raw["name"]] = Profile(**raw, extra=extra)

@@ -158,7 +158,7 @@ def test_no_claim_passes_on_a_run_where_every_mask_failed(
     def always_fails(*args, **kwargs):
         raise MaskFailure("test: this mask always fails")
 
-    monkeypatch.setattr(mask_module, "compose", always_fails)
+    monkeypatch.setattr(mask_module, "check_output", always_fails)
     profile = load_profiles()["lfw"]
     options = StudyOptions(data=str(data), identities=3, use_cache=False, progress=False)
     with pytest.raises(DmbenchError, match="no identity can be scored") as info:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from benchmark.cache import Cache
+from benchmark.pipeline.mask.anonymizers import ControlFill
 from benchmark.pipeline.mask.controls import BLANK_GREY, BLUR_SIGMA_PX, PIXEL_BLOCK_PX
 from benchmark.pipeline.mask.stage import VARIANTS, MaskStage
 from benchmark.pipeline.mask.types import CONTROLS, CUTS, FaceCut
@@ -80,7 +81,7 @@ def test_a_control_that_would_show_the_photo_is_refused(store) -> None:
         def region(self, crop, mesh):
             return np.ones(crop.shape[:2], bool)
 
-    stage = MaskStage(CONTROLS.create("blank", store=store), None, WholeCrop())
+    stage = MaskStage(ControlFill(CONTROLS.create("blank", store=store), WholeCrop()))
     result = stage.run_crop(crop)
     assert result.status == "failed" and "equal the photo" in result.reason
     assert result.images is None and result.encoded is None

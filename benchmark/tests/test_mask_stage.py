@@ -12,6 +12,7 @@ from hypothesis.extra.numpy import arrays
 
 from benchmark.cache import Cache
 from benchmark.errors import DmbenchError
+from benchmark.pipeline.mask.anonymizers import DigitalMask
 from benchmark.pipeline.mask.stage import VARIANTS, MaskParams, MaskStage, compose, run_mask
 from benchmark.pipeline.mask.types import (
     FaceCut,
@@ -111,7 +112,8 @@ def test_a_failure_anywhere_writes_nothing(prep_run: Path, where: str, error) ->
     parts = {"reconstruct": _Square(), "render": _Square(), "region": _Square()}
     parts[where] = _Failing(error)
     stage = MaskStage(
-        parts["reconstruct"], parts["render"], parts["region"], cache=Cache(enabled=False)
+        DigitalMask(parts["reconstruct"], parts["render"], parts["region"]),
+        cache=Cache(enabled=False),
     )
     stage.backend = f"failing-{where}"
     if where == "reconstruct" and not isinstance(error, MaskFailure):
@@ -130,7 +132,7 @@ def test_a_failure_anywhere_writes_nothing(prep_run: Path, where: str, error) ->
 
 
 def test_wiring_writes_three_outputs_per_crop(prep_run: Path) -> None:
-    stage = MaskStage(_Square(), _Square(), _Square(), cache=Cache(enabled=False))
+    stage = MaskStage(DigitalMask(_Square(), _Square(), _Square()), cache=Cache(enabled=False))
     run = run_mask(prep_run, stage, progress=False)
     assert all(f.result.status == "masked" for f in run.frames)
     for variant in VARIANTS:
@@ -138,10 +140,12 @@ def test_wiring_writes_three_outputs_per_crop(prep_run: Path) -> None:
 
 
 def test_stale_outputs_are_removed_when_a_crop_now_fails(prep_run: Path) -> None:
-    good = MaskStage(_Square(), _Square(), _Square(), cache=Cache(enabled=False))
+    good = MaskStage(DigitalMask(_Square(), _Square(), _Square()), cache=Cache(enabled=False))
     good.backend = "flaky"
     run_mask(prep_run, good, progress=False)
-    bad = MaskStage(_Failing(MaskFailure("gone")), _Square(), _Square(), cache=Cache(enabled=False))
+    bad = MaskStage(
+        DigitalMask(_Failing(MaskFailure("gone")), _Square(), _Square()), cache=Cache(enabled=False)
+    )
     bad.backend = "flaky"
     run_mask(prep_run, bad, progress=False)
     assert list((prep_run / "masks" / "flaky").rglob("*.png")) == []
@@ -235,7 +239,7 @@ class _Batched(_Square):
 
 def test_batches_go_through_reconstruct_batch_once(prep_run: Path, tmp_path: Path) -> None:
     reconstructor = _Batched()
-    stage = MaskStage(reconstructor, _Square(), _Square(), cache=Cache(tmp_path))
+    stage = MaskStage(DigitalMask(reconstructor, _Square(), _Square()), cache=Cache(tmp_path))
     run = run_mask(prep_run, stage, progress=False, batch_size=64)
     assert reconstructor.calls == [len(run.frames)]
     statuses = [f.result.status for f in run.frames]
@@ -247,11 +251,13 @@ def test_batches_go_through_reconstruct_batch_once(prep_run: Path, tmp_path: Pat
 def test_a_systemic_batch_failure_stops_the_run(prep_run: Path, tmp_path: Path) -> None:
     """Out of memory on every crop: a loud error, and nothing cached that would hide it."""
 
-    broken = MaskStage(_Batched(fail=True), _Square(), _Square(), cache=Cache(tmp_path))
+    broken = MaskStage(
+        DigitalMask(_Batched(fail=True), _Square(), _Square()), cache=Cache(tmp_path)
+    )
     with pytest.raises(DmbenchError, match="CUDA out of memory"):
         run_mask(prep_run, broken, progress=False, batch_size=2)
     healthy = _Batched()
-    again = MaskStage(healthy, _Square(), _Square(), cache=Cache(tmp_path))
+    again = MaskStage(DigitalMask(healthy, _Square(), _Square()), cache=Cache(tmp_path))
     run = run_mask(prep_run, again, progress=False, batch_size=2)
     assert sum(healthy.calls) == len(run.frames)  # nothing was cached from the failure
 
@@ -267,7 +273,7 @@ class _OneBadCrop(_Batched):
 
 
 def test_one_crashing_crop_does_not_sink_its_batch(prep_run: Path, tmp_path: Path) -> None:
-    stage = MaskStage(_OneBadCrop(), _Square(), _Square(), cache=Cache(tmp_path))
+    stage = MaskStage(DigitalMask(_OneBadCrop(), _Square(), _Square()), cache=Cache(tmp_path))
     run = run_mask(prep_run, stage, progress=False, batch_size=64)
     statuses = [f.result.status for f in run.frames]
     assert statuses[0] == "failed" and "crashed" in run.frames[0].result.reason
@@ -283,7 +289,7 @@ def test_a_warm_run_decodes_no_crop_and_rewrites_no_output(
     import benchmark.imageio as imageio
     from benchmark.pipeline.mask import stage as mask_stage
 
-    stage = MaskStage(_Square(), _Square(), _Square(), cache=Cache(tmp_path))
+    stage = MaskStage(DigitalMask(_Square(), _Square(), _Square()), cache=Cache(tmp_path))
     stage.backend = "memo"
     cold = run_mask(prep_run, stage, progress=False)
     decoded, written = [], []

@@ -73,6 +73,15 @@ class DlibLandmarker:
         rects = self._detector(as_uint8_image(image), self.upsample)
         return [(r.left(), r.top(), r.right(), r.bottom()) for r in rects]
 
+    def landmarks_in(self, image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+        """``n_points × 2`` positions of the face in ``box`` (left, top, right, bottom): the
+        predictor alone, with no detection (it always answers)."""
+        import dlib
+
+        left, top, right, bottom = (round(v) for v in box)
+        shape = self._predictor(as_uint8_image(image), dlib.rectangle(left, top, right, bottom))
+        return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
+
     def landmarks(self, image: np.ndarray) -> np.ndarray:
         """``n_points × 2`` float64 (x, y) pixel positions of the ONE face in the image.
 

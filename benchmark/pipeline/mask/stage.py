@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -35,20 +34,18 @@ from benchmark.imageio import (
     load_image,
     write_png_atomic,
 )
-from benchmark.pipeline.backend import implements
 from benchmark.pipeline.executor import Executor, Miss, SerialExecutor, run_through_cache
-from benchmark.pipeline.mask.types import (
-    CONTROLS,
-    CUTS,
-    RECONSTRUCTORS,
-    RENDERERS,
-    Control,
-    FaceCut,
-    FaceMesh,
-    MaskFailure,
-    Reconstructor,
-    Renderer,
+from benchmark.pipeline.mask.anonymizers import (
+    Anonymized,
+    Anonymizer,
+    AnonymizerCrash,
+    ControlFill,
+    DigitalMask,
+    FolderAnonymizer,
+    PluginAnonymizer,
+    paint_over,
 )
+from benchmark.pipeline.mask.types import CONTROLS, CUTS, RECONSTRUCTORS, RENDERERS, MaskFailure
 from benchmark.pipeline.stage_base import RunOutcomes, Stage, create_backends, write_run_record
 from benchmark.runfolder import check_names, contained, inside, read_table
 from benchmark.specs import MASK_VARIANTS
@@ -75,6 +72,7 @@ class MaskResult:
     info: dict = field(default_factory=dict)
     cached: bool = False
     encoded: dict[str, bytes] | None = field(default=None, repr=False)  # PNG of each variant
+    crashed: bool = False  # the anonymizer raised: not the crop's verdict, never cached
 
     def image(self, variant: str) -> np.ndarray:
         """One output as pixels (decoded from the cache's PNG on demand)."""
@@ -96,63 +94,76 @@ def compose(
     region: np.ndarray,
     params: MaskParams,
 ) -> dict[str, np.ndarray]:
-    """The three outputs, or MaskFailure when they would not hide the face."""
+    """A render's three outputs over ``region``, or MaskFailure when they would not hide
+    the face (``paint_over`` then ``check_output``)."""
+    painted = paint_over(crop, rendering_rgb, coverage, region)
+    return check_output(crop, Anonymized(painted, region, drawn=region & coverage), params)
+
+
+def check_output(crop: np.ndarray, made: Anonymized, params: MaskParams) -> dict[str, np.ndarray]:
+    """The three outputs of any anonymizer, or MaskFailure when its output cannot be
+    trusted to hide the face: the wrong size or type, an empty region, content covering
+    too little of it, or more than ``max_photo_share`` of the region equal to the photo."""
+    size = params.size
+    image, region = made.image, made.region
+    if not isinstance(image, np.ndarray) or image.shape != crop.shape or image.dtype != np.uint8:
+        got = (
+            f"{image.shape} {image.dtype}"
+            if isinstance(image, np.ndarray)
+            else type(image).__name__
+        )
+        raise MaskFailure(
+            f"the anonymizer returned an image of {got}, not {size}x{size}x3 uint8 like its crop"
+        )
+    if not isinstance(region, np.ndarray) or region.shape != crop.shape[:2]:
+        got = f"{region.shape}" if isinstance(region, np.ndarray) else type(region).__name__
+        raise MaskFailure(f"the anonymizer returned a region of {got}, not {size}x{size}")
+    region = region.astype(bool, copy=False)
     if not region.any():
         raise MaskFailure("empty face region")
-    render = np.clip(np.round(rendering_rgb * 255.0), 0, 255).astype(np.uint8)
-    covered = region & coverage
+    covered = region if made.drawn is None else region & made.drawn
     share = covered.sum() / region.sum()
     if share < params.min_coverage:
         raise MaskFailure(
             f"render covers {share:.0%} of the face region (< {params.min_coverage:.0%})"
         )
-    overlay = crop.copy()
-    overlay[region] = 255  # uncovered face pixels: background, never the photo
-    overlay[covered] = render[covered]
-    mask_only = np.full_like(crop, 255)
-    mask_only[covered] = render[covered]
-    mask_only_black = np.zeros_like(crop)
-    mask_only_black[covered] = render[covered]
-    same = (overlay[region] == crop[region]).all(axis=-1).mean()
+    same = (image[region] == crop[region]).all(axis=-1).mean()
     if same > params.max_photo_share:
         raise MaskFailure(
             f"{same:.0%} of the face region would equal the photo "
             f"(> {params.max_photo_share:.0%}); refusing to write it"
         )
-    return {"overlay": overlay, "mask_only": mask_only, "mask_only_black": mask_only_black}
+    mask_only = np.full_like(crop, 255)
+    mask_only[covered] = image[covered]
+    mask_only_black = np.zeros_like(crop)
+    mask_only_black[covered] = image[covered]
+    return {"overlay": image, "mask_only": mask_only, "mask_only_black": mask_only_black}
 
 
 class MaskStage(Stage):
-    """One reconstruct + render + cut combination, or one control + cut, through the cache.
-
-    A control (``mask_controls``) fills the cut's region with no reconstruction; it takes
-    the reconstructor's place, has no renderer, and is named ``<control>+<cut>``.
-    """
+    """One anonymizer through the cache: a reconstruction (reconstruct + render + cut,
+    named ``<reconstruct>+<render>+<cut>``), a control over a cut (``<control>+<cut>``), a
+    plug-in (``<plug-in>+<cut>``) or a folder of images made elsewhere."""
 
     name = STAGE
 
     def __init__(
         self,
-        reconstructor: Reconstructor | Control,
-        renderer: Renderer | None,
-        cut: FaceCut,
+        anonymizer: Anonymizer,
         params: MaskParams | None = None,
         cache: Cache | None = None,
         store: AssetStore | None = None,
     ) -> None:
-        self.reconstructor, self.renderer, self.cut = reconstructor, renderer, cut
-        self.is_control = implements(reconstructor, Control)
-        if self.is_control:
-            backends = {"control": reconstructor, "cut": cut}
-        elif renderer is None:
-            raise DmbenchError(f"{reconstructor.name}: a reconstruction needs a renderer")
-        else:
-            backends = {"reconstruct": reconstructor, "render": renderer, "cut": cut}
-        super().__init__(backends, params or MaskParams(), cache, store)
+        self.anonymizer = anonymizer
+        super().__init__(anonymizer.backends, params or MaskParams(), cache, store)
         # Stated constants of any role (a control's grey, a cut's geometry) key the cache.
         self._settings = {
             b.name: settings for b in self.backends.values() if (settings := b.settings())
         }
+
+    @property
+    def is_control(self) -> bool:
+        return self.anonymizer.kind == "control"
 
     @classmethod
     def from_names(
@@ -162,27 +173,42 @@ class MaskStage(Stage):
         cut: str | None = None,
         *,
         control: str | None = None,
+        anonymizer: str | None = None,
+        anonymized: str | Path | None = None,
         store: AssetStore | None = None,
         device: str | DevicePlan = "cpu",
         params: MaskParams | None = None,
         cache: Cache | None = None,
     ) -> MaskStage:
-        """The stage from registry names; ``control`` takes the reconstruction's place."""
+        """The stage from names: a reconstruction by default; ``control`` fills the cut's
+        region instead; ``anonymizer`` is any anonymizer by name (a reconstruction, a
+        control, an installed plug-in, ``module:callable``); ``anonymized`` is a folder."""
         store = store or AssetStore()
-        made = create_backends(
-            {"control": (CONTROLS, control), "cut": (CUTS, cut)}
-            if control
-            else {
-                "reconstruct": (RECONSTRUCTORS, reconstruct),
-                "render": (RENDERERS, render),
-                "cut": (CUTS, cut),
-            },
-            store,
-            device,
-        )
-        first = made.get("control") or made["reconstruct"]
-        stage = cls(first, made.get("render"), made["cut"], params, cache, store)
-        return stage.remember(store, device)
+        if anonymizer is not None and anonymizer.startswith("folder:"):
+            anonymized, anonymizer = anonymizer.removeprefix("folder:"), None
+        if anonymizer in RECONSTRUCTORS.names():
+            reconstruct, anonymizer = anonymizer, None
+        elif anonymizer in CONTROLS.names():
+            control, anonymizer = anonymizer, None
+
+        def made(roles: dict[str, tuple[Any, str | None]]) -> dict[str, Any]:
+            return create_backends(roles | {"cut": (CUTS, cut)}, store, device)
+
+        chosen: Anonymizer
+        if anonymized is not None:
+            chosen = FolderAnonymizer(anonymized, made({})["cut"])
+        elif anonymizer is not None:
+            chosen = PluginAnonymizer(anonymizer, made({})["cut"])
+        elif control:
+            parts = made({"control": (CONTROLS, control)})
+            chosen = ControlFill(parts["control"], parts["cut"])
+        else:
+            parts = made(
+                {"reconstruct": (RECONSTRUCTORS, reconstruct), "render": (RENDERERS, render)}
+            )
+            chosen = DigitalMask(parts["reconstruct"], parts["render"], parts["cut"])
+        stage = cls(chosen, params, cache, store)
+        return stage.remember(store, device, names=chosen.recipe_names())
 
     @classmethod
     def for_control(cls, control: str, cut: str | None = None, **kwargs) -> MaskStage:
@@ -213,42 +239,44 @@ class MaskStage(Stage):
     def look_up_digest(self, crop_sha256: str) -> MaskResult | str:
         """``look_up`` for a crop whose pixels' sha256 is known (nothing to decode)."""
         key = self.key(crop_sha256)
-        cached = self._from_cache(key)
+        cached = self._from_cache(key) if self.anonymizer.cacheable else None
         return key if cached is None else cached
 
-    def compute_crops(self, items: list[tuple[np.ndarray, str]]) -> list[MaskResult]:
-        """Mask ``(crop, cache key)`` pairs the cache did not have, and store them (what an
-        executor's worker runs). The reconstructions go through ``reconstruct_batch``
-        together (RingNet: one network call for many crops)."""
-        crops = [crop for crop, _ in items]
-        keys = [key for _, key in items]
-        results: list[MaskResult | None] = [None] * len(crops)
-        misses = [i for i, crop in enumerate(crops) if self._well_formed(crop)]
-        meshes: dict[int, FaceMesh | MaskFailure] = {}
-        crashed: set[int] = set()  # crops whose reconstruction raised (not a MaskFailure)
-        if not self.is_control and misses:
-            batch = self.reconstructor.reconstruct_batch
+    def compute_crops(self, items: list[tuple]) -> list[MaskResult]:
+        """Anonymize ``(crop, cache key[, path in the run folder])`` items the cache did not
+        have, and store them (what an executor's worker runs). The crops go to the
+        anonymizer together (RingNet: one network call for many crops)."""
+        crops = [item[0] for item in items]
+        names = [item[2] if len(item) > 2 else "" for item in items]
+        todo = [i for i, crop in enumerate(crops) if self._well_formed(crop)]
+        made: dict[int, Anonymized | MaskFailure] = {}
+        if todo:
+            batch = self.anonymizer.anonymize_batch
             try:
-                meshes = dict(zip(misses, batch([crops[i] for i in misses]), strict=True))
+                made = dict(
+                    zip(
+                        todo, batch([crops[i] for i in todo], [names[i] for i in todo]), strict=True
+                    )
+                )
             except Exception:  # retry crop by crop: one bad crop must not sink the batch
-                for i in misses:
+                for i in todo:
                     try:
-                        meshes[i] = batch([crops[i]])[0]
+                        made[i] = batch([crops[i]], [names[i]])[0]
                     except Exception as exc:
-                        reason = f"reconstruction crashed: {type(exc).__name__}: {exc}"
-                        meshes[i] = MaskFailure(reason)
-                        crashed.add(i)
-                if len(misses) > 1 and crashed == set(misses):
+                        label = self.anonymizer.crash_label
+                        made[i] = AnonymizerCrash(f"{label} crashed: {type(exc).__name__}: {exc}")
+                if len(todo) > 1 and all(isinstance(made[i], AnonymizerCrash) for i in todo):
                     raise DmbenchError(  # systemic (out of memory, a broken model): stop loudly
-                        f"{self.reconstructor.name} failed on every crop of a batch of "
-                        f"{len(misses)}: {meshes[misses[0]].reason}"
+                        f"{self.anonymizer.name} failed on every crop of a batch of "
+                        f"{len(todo)}: {made[todo[0]].reason}"
                     ) from None
-        for i, key in enumerate(keys):
-            if results[i] is None:
-                results[i] = self._compute(crops[i], meshes.get(i))
-                if i not in crashed:  # a crash is not the crop's verdict: retry next run
-                    self._store(key, results[i])
-        return results  # type: ignore[return-value]
+        # A crash is not the crop's verdict: recorded, never cached (retried next run).
+        crashed = {i for i, result in made.items() if isinstance(result, AnonymizerCrash)}
+        results = []
+        for i, (_, key, *_) in enumerate(items):
+            results.append(self._finish(crops[i], made.get(i)))
+            self._store(key, results[i], save=i not in crashed and self.anonymizer.cacheable)
+        return results
 
     def _from_cache(self, key: str) -> MaskResult | None:
         entry = self.cache.get(STAGE, key)
@@ -262,7 +290,9 @@ class MaskStage(Stage):
                 result.vertices = np.load(io.BytesIO(entry.files["vertices.npy"]))
         return result
 
-    def _store(self, key: str, result: MaskResult) -> None:
+    def _store(self, key: str, result: MaskResult, save: bool = True) -> None:
+        """Encode the result's images (the outputs are written from them) and, with
+        ``save``, put it in the cache."""
         files = {}
         if result.images is not None:
             files = {f"{v}.png": encode_png(result.images[v]) for v in VARIANTS}
@@ -271,6 +301,8 @@ class MaskStage(Stage):
                 buffer = io.BytesIO()
                 np.save(buffer, result.vertices)
                 files["vertices.npy"] = buffer.getvalue()
+        if not save:
+            return
         self.cache.put(
             STAGE,
             key,
@@ -282,55 +314,26 @@ class MaskStage(Stage):
         size = self.params.size
         return crop.shape == (size, size, 3) and crop.dtype == np.uint8
 
-    def _compute(
-        self, crop: np.ndarray, reconstructed: FaceMesh | MaskFailure | None = None
-    ) -> MaskResult:
+    def _finish(self, crop: np.ndarray, made: Anonymized | MaskFailure | None) -> MaskResult:
+        """The stage's verdict on one crop: its three outputs, or why there are none."""
         size = self.params.size
         if not self._well_formed(crop):
             return MaskResult(
                 "failed", f"not a {size}x{size} RGB uint8 crop: {crop.shape} {crop.dtype}"
             )
-        mesh: FaceMesh | None = None
+        if made is None or isinstance(made, MaskFailure):
+            crashed = isinstance(made, AnonymizerCrash)
+            return MaskResult("failed", made.reason if made else "no result", crashed=crashed)
         try:
-            if isinstance(reconstructed, MaskFailure):
-                raise reconstructed
-            if self.is_control:
-                region = self.cut.region(crop, None)
-                image, coverage = self.reconstructor.paint(crop, region), np.ones_like(region)
-            else:
-                mesh = reconstructed or self.reconstructor.reconstruct(crop)
-                mesh.validate(size)
-                rendering = self.renderer.render(mesh, size)
-                region = self.cut.region(crop, mesh)
-                image, coverage = rendering.image, rendering.coverage
-            images = compose(crop, image, coverage, region, self.params)
+            images = check_output(crop, made, self.params)
         except MaskFailure as exc:
             return MaskResult("failed", exc.reason)
-        except Exception as exc:
-            return MaskResult("failed", f"{type(exc).__name__}: {exc}")
-        info = {"region_px": int(region.sum()), "covered_px": int((region & coverage).sum())}
-        if mesh is None:
+        region = made.region.astype(bool, copy=False)
+        covered = region if made.drawn is None else region & made.drawn
+        info = {"region_px": int(region.sum()), "covered_px": int(covered.sum())}
+        if made.vertices is None:
             return MaskResult("masked", images=images, info=info | {"settings": self._settings})
-        info |= {
-            "vertices": len(mesh.vertices),
-            "triangles": len(mesh.triangles),
-            "mesh": _jsonable(mesh.info),
-        }
-        return MaskResult("masked", images=images, vertices=mesh.vertices, info=info)
-
-
-def _jsonable(info: dict) -> dict:
-    """The reconstructor's facts that can go into a JSON record (arrays become lists)."""
-    out = {}
-    for key, value in info.items():
-        if isinstance(value, np.ndarray):
-            value = value.tolist()
-        try:
-            json.dumps(value)
-        except TypeError:
-            continue
-        out[key] = value
-    return out
+        return MaskResult("masked", images=images, vertices=made.vertices, info=info | made.info)
 
 
 # -- a whole run ------------------------------------------------------------------------
@@ -405,7 +408,7 @@ def run_mask(
         if data is not None and digest != known:
             stage.cache.remember_decoded(file_sha256, decoder, digest)
         found = stage.look_up_digest(digest) if digest != known else stage.key(digest)
-        return Miss((crop, found)) if isinstance(found, str) else found
+        return Miss((crop, found, row["crop"])) if isinstance(found, str) else found
 
     results = run_through_cache(
         rows,
@@ -417,6 +420,10 @@ def run_mask(
         done=bar.update,
     )
     bar.close()
+    if len(results) > 1 and all(result.crashed for result in results):
+        raise DmbenchError(  # a broken plug-in: nothing to record, nothing written
+            f"{stage.anonymizer.name} crashed on every crop ({len(results)}): {results[0].reason}"
+        )
     frames = [
         MaskedFrame(
             row["identity"],
