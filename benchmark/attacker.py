@@ -20,12 +20,14 @@ three attacks are fitted per anonymizer × embedder × alignment:
 
 Every hyper-parameter (ridge's α, the MLP's stopping epoch, the whitening's shrinkage) is
 chosen on a held-out fifth of the training identities by rank-1 there, then the attack is
-fitted again on all of them. Everything is seeded; the training embeddings come through
-the cache like any stage's, and the fitted attacks are cheap (seconds) and refitted.
+fitted again on all of them. Everything is seeded, and cached like every stage: the
+training crops, masks and embeddings through their stages, the fitted attacks by the
+vectors they were fitted on (``cached_fit``).
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,11 +37,13 @@ import numpy as np
 from benchmark.pipeline.recognize.types import similarity_matrix
 
 TRAIN_DATASET = "lfw-train"
+STAGE = "attacker"  # the cache folder of fitted attacks
 ATTACKS = ("ridge", "mlp", "whitening")
 RIDGE_ALPHAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0)  # × the mean eigenvalue of XᵀX / n
 WHITENING_SHRINK = (1e-3, 1e-2, 1e-1, 1.0)  # × the mean within-class variance
 MIN_TRAIN_PAIRS = 40  # fewer pairs with a face found: no attack is fitted (and the run says so)
 HELD_OUT = 0.2
+FOLDER_NOT_TRAINED = "images made elsewhere (a folder): no anonymized training photos to train on"
 AUGMENTATION = (
     "each photo's second sample: mirrored, rotated ±8°, scaled ±6 %, shifted ±6 px, "
     "brightness ±20, contrast ±15 % (uniform, seeded per photo)"
@@ -79,6 +83,15 @@ class RidgeAdapter:
 
     def record(self) -> dict[str, Any]:
         return {"alpha": self.alpha}
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"mx": self.mx, "my": self.my, "w": self.w, "alpha": np.array(self.alpha)}
+
+    @classmethod
+    def from_state(cls, state: dict[str, np.ndarray]) -> RidgeAdapter:
+        made = cls(float(state["alpha"]))
+        made.mx, made.my, made.w = state["mx"], state["my"], state["w"]
+        return made
 
 
 class MlpAdapter:
@@ -138,6 +151,22 @@ class MlpAdapter:
     def record(self) -> dict[str, Any]:
         return {"hidden": self.hidden, "epochs": self.epochs, "lr": self.lr}
 
+    def state(self) -> dict[str, np.ndarray]:
+        linear = {f"linear.{k}": v for k, v in self.linear.state().items()}
+        settings = np.array([self.hidden, self.epochs, self.seed, self.lr])
+        return linear | {"sx": self.sx, "settings": settings} | self.params
+
+    @classmethod
+    def from_state(cls, state: dict[str, np.ndarray]) -> MlpAdapter:
+        hidden, epochs, seed, lr = state["settings"].tolist()
+        made = cls(int(hidden), int(epochs), int(seed), float(lr))
+        made.linear = RidgeAdapter.from_state(
+            {k.removeprefix("linear."): v for k, v in state.items() if k.startswith("linear.")}
+        )
+        made.sx, made.curve = state["sx"], []
+        made.params = {k: state[k] for k in ("w1", "b1", "w2")}
+        return made
+
 
 class WithinClassWhitening:
     """x' = (x − μ) P, P = (S_w + λ·mean variance·I)^(−1/2): S_w from the differences of
@@ -162,6 +191,15 @@ class WithinClassWhitening:
 
     def record(self) -> dict[str, Any]:
         return {"shrink": self.shrink}
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"mean": self.mean, "p": self.p, "shrink": np.array(self.shrink)}
+
+    @classmethod
+    def from_state(cls, state: dict[str, np.ndarray]) -> WithinClassWhitening:
+        made = cls(float(state["shrink"]))
+        made.mean, made.p = state["mean"], state["p"]
+        return made
 
 
 @dataclass
@@ -241,6 +279,69 @@ def fit_attacks(data: TrainingSet, metric: str, seed: int) -> FittedAttacks | st
     return FittedAttacks(attacks, record)
 
 
+ATTACK_CLASSES = {"ridge": RidgeAdapter, "mlp": MlpAdapter, "whitening": WithinClassWhitening}
+ATTACKER_VERSION = 1  # of the attacks' definitions and grids: part of the cache key
+
+
+def cached_fit(data: TrainingSet, metric: str, seed: int, cache: Any) -> FittedAttacks | str:
+    """``fit_attacks`` through the cache, keyed by the training vectors themselves (their
+    bytes and people), the metric, the seed and the attacks' definitions: a warm run
+    refits nothing, and any change of what was trained on fits again."""
+    import io
+    import json
+
+    from benchmark.cache import cache_key
+
+    digest = hashlib.sha256()
+    for array in (
+        data.anonymized,
+        data.anonymized_augmented,
+        data.original,
+        data.original_augmented,
+    ):
+        digest.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
+    digest.update(json.dumps(data.identities).encode())
+    key = cache_key(
+        stage=STAGE,
+        backend="+".join(ATTACKS),
+        input_sha256=digest.hexdigest(),
+        params={
+            "metric": metric,
+            "seed": seed,
+            "version": ATTACKER_VERSION,
+            "ridge_alphas": RIDGE_ALPHAS,
+            "whitening_shrink": WHITENING_SHRINK,
+            "held_out": HELD_OUT,
+            "min_train_pairs": MIN_TRAIN_PAIRS,
+        },
+        asset_sha256={},
+    )
+    entry = cache.get(STAGE, key)
+    if entry is not None:
+        if "not_fitted" in entry.record:
+            return entry.record["not_fitted"]
+        with np.load(io.BytesIO(entry.files["attacks.npz"])) as stored:
+            state = {name: stored[name] for name in stored.files}
+        attacks = {
+            name: made.from_state(
+                {k.split("/", 1)[1]: v for k, v in state.items() if k.startswith(f"{name}/")}
+            )
+            for name, made in ATTACK_CLASSES.items()
+        }
+        return FittedAttacks(attacks, entry.record)
+    fitted = fit_attacks(data, metric, seed)
+    if isinstance(fitted, str):
+        cache.put(STAGE, key, {"not_fitted": fitted})
+        return fitted
+    buffer = io.BytesIO()
+    np.savez(
+        buffer,
+        **{f"{name}/{k}": v for name, a in fitted.attacks.items() for k, v in a.state().items()},
+    )
+    cache.put(STAGE, key, fitted.record, {"attacks.npz": buffer.getvalue()})
+    return fitted
+
+
 def transformed(
     vectors: dict[str, Any], attack: Any, keys: list[str], metric: str
 ) -> dict[str, Any]:
@@ -298,6 +399,26 @@ def augmented_run(prep_dir: Path, out_dir: Path, seed: int) -> Path:
     return out_dir
 
 
+def training_data(store: Any, fetch: bool = True) -> Any:
+    """``lfw-train`` from the asset folders; fetched (its 4,069 files, each verified) when
+    it is not here and the network may be used, else one error that says how to get it."""
+    from benchmark.datasets import fetch_dataset, resolve_dataset
+    from benchmark.errors import DmbenchError
+    from benchmark.settings import offline
+
+    try:
+        return resolve_dataset(TRAIN_DATASET, store)
+    except DmbenchError as exc:
+        if not fetch or offline():
+            raise DmbenchError(
+                f"the adaptive attacker trains on '{TRAIN_DATASET}', which is not here: "
+                f"{str(exc).splitlines()[0]}\nGet it with `dmbench data fetch {TRAIN_DATASET}` "
+                "(online), or run without the attacker: --attacker-people 0"
+            ) from exc
+    fetch_dataset(store, TRAIN_DATASET, None)
+    return resolve_dataset(TRAIN_DATASET, store)
+
+
 def training_sets(
     pipeline: Any,
     store: Any,
@@ -311,13 +432,12 @@ def training_sets(
     alignment, from ``people`` identities of ``lfw-train`` drawn with ``seed``; and what
     was trained on. ``evaluated``: the evaluation's identities, which no training identity
     may be (checked here, at run time, not only by a test)."""
-    from benchmark.datasets import resolve_dataset
     from benchmark.errors import DmbenchError
     from benchmark.pipeline.mask.stage import run_mask
     from benchmark.pipeline.prep.stage import run_prep
     from benchmark.pipeline.recognize.stage import collect_images, image_id, load_images
 
-    dataset = resolve_dataset(TRAIN_DATASET, store)
+    dataset = training_data(store)
     chosen = dataset.draw_order(seed, min_sessions=1)[:people]
     overlap = set(chosen) & evaluated
     if overlap:
@@ -334,10 +454,11 @@ def training_sets(
         executor=pipeline.executor,
     )
     augmented_run(views["photo"], views["augmented"], seed)
-    sources = [m.backend for m in pipeline.masks]
+    trainable = [m for m in pipeline.masks if m.anonymizer.kind != "folder"]
+    sources = [m.backend for m in trainable]
     vectors: dict[tuple[str, str, str], dict[str, Any]] = {}  # (view, embedder, alignment)
     for view, folder in views.items():
-        for stage in pipeline.masks:
+        for stage in trainable:
             run_mask(folder, stage, progress=progress, executor=pipeline.executor)
         paths = {
             k: p

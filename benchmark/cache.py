@@ -33,7 +33,7 @@ from benchmark.settings import cache_root
 
 _META = "meta.json"
 # Every stage that caches; `cache clear --stage` accepts only these names.
-STAGES = ("prep", "mask", "recognize", "utility", "decoded")
+STAGES = ("prep", "mask", "recognize", "utility", "attacker", "decoded")
 DECODED = "decoded"  # a memo, not a stage: an image file's sha256 → its pixels' sha256
 
 

@@ -310,6 +310,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not specs:
         raise UsageError("evaluate needs --anonymizer NAME or --anonymized DIR (one or more)")
     profile = replace(load_profiles()[args.profile], reconstruct=(), anonymizers=tuple(specs))
+    if args.attacker_people < 0:
+        raise UsageError(f"--attacker-people must be 0 or more, not {args.attacker_people}")
+    if args.attacker_people:  # before the study, not after it: the attacker's people are here
+        from benchmark.assets import AssetStore
+        from benchmark.attacker import training_data
+
+        training_data(AssetStore())
     results, out = _study(args, profile, "results/evaluate")
     report = write_report(results, out)
     files = write_leaderboard(results, out)

@@ -225,7 +225,11 @@ def markdown(rows: list[dict[str, Any]], utility: dict[str, dict[str, Any]] | No
         "Rank-1 over every scored pair (a query with no face found is a miss), 95 % Wilson "
         "interval, chance = 1 / gallery. Lower is better privacy. `photo` alignment: the "
         "embedder uses the face geometry of the original photo (an attacker who knows where "
-        "the face is). Controls fill the same region with no reconstruction.",
+        "the face is). Controls fill the same region with no reconstruction. Each row's "
+        "interval holds for that row; an anonymizer's *strongest* attack is the highest of "
+        "its rows, so that number leans high and its interval is the row's, not one "
+        "corrected for the choice. The adaptive gain is a difference of two such maxima, "
+        "with no interval of its own.",
         "",
         "## Strongest attack per anonymizer",
         "",

@@ -20,7 +20,7 @@ from typing import Any
 
 from benchmark import __version__
 from benchmark.assets import AssetStore
-from benchmark.attacker import adaptive_rows, fit_attacks, training_sets
+from benchmark.attacker import FOLDER_NOT_TRAINED, adaptive_rows, cached_fit, training_sets
 from benchmark.cache import Cache
 from benchmark.claims import claim_records
 from benchmark.datasets import Dataset, fetch_dataset, resolve_dataset
@@ -355,6 +355,9 @@ def _build_pipeline(
         for name in mask_source_names(profile)
     ]
     scored = {m.backend for m in sources}
+    if len(scored) < len(sources):  # two anonymizers under one name would share outputs
+        twice = sorted({b for b in scored if sum(m.backend == b for m in sources) > 1})
+        raise UsageError(f"two anonymizers are both named {', '.join(twice)}; name them apart")
     controls = [
         control
         for name in profile.controls
@@ -394,6 +397,7 @@ def _fit_attackers(
     options: StudyOptions,
     seed: int,
     evaluated: set[str],
+    cache: Cache,
 ) -> tuple[dict[tuple[str, str, str], Any], dict[str, Any]]:
     """Every scored anonymizer's (and control's) fitted attacks per embedder and alignment
     (or why none were fitted), and the record of the training."""
@@ -407,10 +411,17 @@ def _fit_attackers(
         options.progress,
     )
     fitted: dict[tuple[str, str, str], Any] = {}
-    trained = {}
+    trained = {
+        f"{m.backend}|{embedder}|{alignment}": {"not_fitted": FOLDER_NOT_TRAINED}
+        for m in pipeline.masks
+        if m.anonymizer.kind == "folder"
+        for embedder in pipeline.embedders
+        for alignment in ("self", "photo")
+    }
     for (source, embedder, alignment), data in sets.items():
         metric = pipeline.embedders[embedder].embedder.metric
-        attacks = fitted[(source, embedder, alignment)] = fit_attacks(data, metric, seed)
+        attacks = cached_fit(data, metric, seed, cache)
+        fitted[(source, embedder, alignment)] = attacks
         trained[f"{source}|{embedder}|{alignment}"] = (
             {"not_fitted": attacks} if isinstance(attacks, str) else attacks.record
         )
@@ -651,8 +662,8 @@ def run_study(
         fitted, attacker = {}, {}
         if options.attacker_people:  # the attacker who adapts to each anonymizer
             start = time.perf_counter()
-            fitted, attacker = _fit_attackers(
-                pipeline, store, out_dir, options, profile.seed, set(dataset.identities())
+            fitted, attacker = _fit_attackers(  # no identity the draw could take: ≥ 2 photos
+                pipeline, store, out_dir, options, profile.seed, set(order), cache
             )
             timings["attacker_s"] = time.perf_counter() - start
         adaptive: list[dict[str, Any]] = []

@@ -70,6 +70,26 @@ def paints_the_photo(crop):
     return crop
 
 
+def one_pixel(crop):
+    out = crop.copy()
+    out[0, 0] = 255 - out[0, 0]
+    region = np.zeros(crop.shape[:2], bool)
+    region[0, 0] = True
+    return out, region
+
+
+def plus_one(crop):
+    return np.clip(crop.astype(int) + 1, 0, 255).astype(np.uint8), np.ones(crop.shape[:2], bool)
+
+
+_buffer = np.zeros((224, 224, 3), np.uint8)
+
+
+def reuses_its_buffer(crop):
+    _buffer[:] = 255 - crop
+    return _buffer, np.ones(crop.shape[:2], bool)
+
+
 class Counted:
     made = 0
 

@@ -61,6 +61,8 @@ def _written(prep_run: Path, stage: MaskStage) -> list[Path]:
         ("wrong_region", "returned a region of (10, 10), not 224x224"),
         ("three_things", "returned a tuple of 3, not (image, region)"),
         ("refuses", "refused: no face I can use"),
+        ("one_pixel", "equal the photo"),  # a one-pixel region cannot hide the face's centre
+        ("plus_one", "a near-copy of the photo (PSNR"),
     ],
 )
 def test_a_bad_plugin_output_is_refused_and_recorded(prep_run, plugins, plugin, reason) -> None:
@@ -72,6 +74,14 @@ def test_a_bad_plugin_output_is_refused_and_recorded(prep_run, plugins, plugin, 
     assert table.count(",failed,") == len(run.frames)
     record = json.loads((run.out_dir / "run.json").read_text())
     assert record["counts"] == {"failed": len(run.frames)}
+
+
+def test_a_plugin_that_reuses_its_output_buffer_gets_each_crop_its_own(prep_run, plugins) -> None:
+    _, run = _run(prep_run, f"{plugins}:reuses_its_buffer")
+    crops = _crops(prep_run)
+    assert len(run.frames) > 1 and all(f.result.masked for f in run.frames)
+    for item in run.frames:
+        assert np.array_equal(item.result.image("overlay"), 255 - crops[item.crop])
 
 
 def test_a_plugin_that_paints_the_photo_it_was_given_crashes(prep_run, plugins) -> None:
@@ -143,16 +153,19 @@ def test_a_plugin_without_a_region_is_checked_on_the_face_cut(prep_run, plugins)
         )
 
 
-def test_plugins_are_loaded_by_module_path_and_classes_made_once(plugins) -> None:
+def test_plugins_are_loaded_by_module_path_and_classes_made_once(plugins, prep_run) -> None:
     colon = MaskStage.from_names(anonymizer=f"{plugins}:Counted", cache=Cache(enabled=False))
     dotted = MaskStage.from_names(anonymizer=f"{plugins}.Counted", cache=Cache(enabled=False))
     assert colon.backend == dotted.backend == f"{plugins}.Counted+mediapipe-forehead"
     assert colon.key("0" * 64) == dotted.key("0" * 64)  # the same code, the same key
     module = __import__(plugins)
     assert module.Counted.made == 2  # once per stage built, never per crop
-    crop = np.full((224, 224, 3), 100, np.uint8)
+    crop = next(iter(_crops(prep_run).values()))
     assert colon.run_crop(crop).masked and colon.run_crop(crop).masked
     assert module.Counted.made == 2
+    # A crop with no face on it: nothing to check the output against, so nothing written.
+    flat = colon.run_crop(np.full((224, 224, 3), 100, np.uint8))
+    assert not flat.masked and "no face found on the crop to check" in flat.reason
     for bad, match in [
         ("no_such_module_xyz:anonymize", "cannot be loaded: ModuleNotFoundError"),
         (f"{plugins}:missing", "cannot be loaded: AttributeError"),
@@ -203,13 +216,14 @@ def test_a_plugin_runs_in_worker_processes_with_the_same_results(prep_run, plugi
 # -- folder mode ------------------------------------------------------------------------
 def test_folder_mode_reads_mirrored_images_and_records_what_is_missing(prep_run, tmp_path) -> None:
     crops = _crops(prep_run)
-    assert len(crops) >= 5, "the test needs five crops"
+    assert len(crops) >= 6, "the test needs six crops"
     folder = tmp_path / "anonymized"
     planned = {}
     for n, (rel, crop) in enumerate(sorted(crops.items())):
         target = folder / Path(rel).relative_to("crops")
         target.parent.mkdir(parents=True, exist_ok=True)
-        kind = ["good", "missing", "corrupt", "small", "with-region", "good"][min(n, 5)]
+        kinds = ["good", "missing", "corrupt", "small", "with-region", "corner-only", "good"]
+        kind = kinds[min(n, 6)]
         planned[rel] = kind
         if kind == "missing":
             continue
@@ -223,10 +237,19 @@ def test_folder_mode_reads_mirrored_images_and_records_what_is_missing(prep_run,
             region = np.zeros(crop.shape[:2], np.uint8)
             region[50:150, 60:160] = 255
             Image.fromarray(region).save(target.with_name(target.stem + ".region.png"))
+        if kind == "corner-only":  # the photo, a corner changed, and a region saying so
+            image = crop.copy()
+            image[:20, :20] = 0
+            Image.fromarray(image).save(target)
+            region = np.zeros(crop.shape[:2], np.uint8)
+            region[:20, :20] = 255
+            Image.fromarray(region).save(target.with_name(target.stem + ".region.png"))
     cache = Cache(tmp_path / "cache")
     stage = MaskStage.from_names(anonymized=folder, cache=cache)
     run = run_mask(prep_run, stage, progress=False)
-    assert stage.backend == "folder-anonymized+mediapipe-forehead"
+    assert stage.backend.startswith("folder-anonymized-") and stage.backend.endswith(
+        "+mediapipe-forehead"
+    )
     by_crop = {f.crop: f.result for f in run.frames}
     for rel, kind in planned.items():
         result = by_crop[rel]
@@ -239,10 +262,12 @@ def test_folder_mode_reads_mirrored_images_and_records_what_is_missing(prep_run,
                 "missing": "anonymized image missing",
                 "corrupt": "not a readable image",
                 "small": "returned an image of (200, 200, 3) uint8",
+                "corner-only": "equal the photo",
             }[kind]
             assert expected in result.reason, result.reason
     region_item = next(r for r, k in planned.items() if k == "with-region")
-    assert by_crop[region_item].info["region_px"] == 100 * 100
+    # The declared region, widened to the face's centre that every output must change.
+    assert by_crop[region_item].info["region_px"] >= 100 * 100
     assert not (cache.root / "mask").exists() or not any((cache.root / "mask").iterdir())
     assert len(_written(prep_run, stage)) == len(VARIANTS) * sum(
         k in ("good", "with-region") for k in planned.values()

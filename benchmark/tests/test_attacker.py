@@ -24,10 +24,6 @@ from benchmark.attacker import (
 from benchmark.errors import DmbenchError
 
 
-def _people(path: str) -> Counter:
-    return Counter(rel.split("/")[1] for rel in path)
-
-
 def test_training_and_evaluation_identities_are_disjoint(lfw) -> None:
     """From the manifest and from the folders on disk: no lfw-train identity has a second
     LFW photo, so none can be drawn by an evaluation (which needs two), and none is in
@@ -39,7 +35,7 @@ def test_training_and_evaluation_identities_are_disjoint(lfw) -> None:
     assert all(every[name] == 1 for name in train)  # one photo in all of LFW
     evaluable = {name for name, count in every.items() if count >= 2}
     assert not set(train) & evaluable
-    assert not set(train) & set(lfw.identities())  # the evaluation folder on disk
+    assert not set(train) & set(lfw.draw_order(42, min_sessions=2))  # what a draw can take
     assert {f.sha256 for f in manifest[TRAIN_DATASET].files} <= {
         f.sha256 for f in manifest["lfw"].files
     }
@@ -127,3 +123,26 @@ def test_augment_is_seeded_and_changes_the_crop() -> None:
     assert one.shape == crop.shape and one.dtype == np.uint8
     assert np.array_equal(one, augment(crop, np.random.default_rng(7)))
     assert not np.array_equal(one, crop) and not np.array_equal(one, crop[:, ::-1])
+
+
+def test_fitted_attacks_are_cached_by_what_they_were_fitted_on(tmp_path) -> None:
+    from benchmark.attacker import cached_fit
+    from benchmark.cache import Cache
+
+    x, y = _linear_pairs(150, 5)
+    x2, y2 = _linear_pairs(150, 5, noise=0.2)
+    data = TrainingSet(x, x2, y, y2, [f"p{i}" for i in range(150)])
+    cache = Cache(tmp_path)
+    first = cached_fit(data, "cosine", 42, cache)
+    assert (cache.hits, cache.misses) == (0, 1)
+    again = cached_fit(data, "cosine", 42, cache)
+    assert (cache.hits, cache.misses) == (1, 1) and again.record == first.record
+    for name, attack in first.attacks.items():  # the stored attack maps as the fitted one
+        assert np.array_equal(again.attacks[name](x[:20]), attack(x[:20])), name
+    cached_fit(data, "cosine", 7, cache)  # another seed: fitted again
+    moved = TrainingSet(x + 1e-9, x2, y, y2, data.identities)
+    cached_fit(moved, "cosine", 42, cache)  # other training vectors: fitted again
+    assert cache.misses == 3
+    few = TrainingSet(x[:5], x2[:5], y[:5], y2[:5], data.identities[:5])
+    reason = cached_fit(few, "cosine", 42, cache)
+    assert cached_fit(few, "cosine", 42, cache) == reason and reason.startswith("only 5")

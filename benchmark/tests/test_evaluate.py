@@ -20,7 +20,15 @@ TRAIN = 100  # lfw-train identities for the adaptive attacker (enough to fit it,
 
 
 @pytest.fixture(scope="module")
-def evaluation(shared_plugins, tmp_path_factory) -> Path:
+def evaluation(shared_plugins, tmp_path_factory, lfw) -> Path:
+    from benchmark.assets import AssetStore
+    from benchmark.attacker import training_data
+    from benchmark.errors import DmbenchError
+
+    try:
+        training_data(AssetStore(), fetch=False)
+    except DmbenchError as exc:
+        pytest.skip(str(exc).splitlines()[0])
     plugins = shared_plugins
     out = tmp_path_factory.mktemp("evaluate")
     argv = [

@@ -21,16 +21,22 @@ changed; without one, the region is dmbench's face cut of the crop (the stage's 
 the least a face anonymizer must change. To refuse a crop it raises
 ``benchmark.errors.MaskFailure(reason)``: that verdict is recorded and cached. Any other
 exception is a crash: recorded, never cached, tried again on the next run; a plug-in that
-crashes on every crop of a batch stops the run with its error. An entry point may name a
-class: it is instantiated once per process, with no arguments (a model loads once).
+crashes on every crop of a run stops it with its error. An entry point may name a class:
+it is instantiated once per process, with no arguments (a model loads once).
+
+An output dmbench did not draw (a plug-in's, a folder's) is checked over its region AND
+the centre of the face (``FaceCentre``), and refused as a near-copy within
+``NEAR_COPY_PSNR_DB`` of the photo there.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import inspect
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -177,6 +183,56 @@ class ControlFill(Anonymizer):
         return Anonymized(paint_over(crop, painted, np.ones_like(region), region), region)
 
 
+# -- outputs dmbench did not draw: plug-ins and folders ----------------------------------
+CENTRE_SCALE = 0.7  # the face's centre: MediaPipe's 468-point hull shrunk to 70 % about its mean
+NEAR_COPY_PSNR_DB = 35.0  # an output this close to the photo over the checked region is a copy
+UNTRUSTED_CHECKS = {"centre_scale": CENTRE_SCALE, "near_copy_psnr_db": NEAR_COPY_PSNR_DB}
+
+
+class FaceCentre:
+    """What an output that dmbench did not draw must change, whatever region it declares:
+    the centre of the face (eyes, nose, mouth), found on the crop by MediaPipe's mesh. The
+    stage then checks the declared region and the centre together, so a plug-in cannot pass
+    the photo off with a one-pixel region, nor a region file with its polarity inverted; and
+    an output within ``NEAR_COPY_PSNR_DB`` of the photo there (the photo plus 1, a JPEG
+    re-encode) is refused as a copy."""
+
+    def __init__(self, store: Any) -> None:
+        from benchmark.pipeline.common.mediapipe_mesh import MediaPipeFaceMesh
+
+        self.mesh = MediaPipeFaceMesh(store, "cpu", max_faces=1)
+
+    def region(self, crop: np.ndarray) -> np.ndarray:
+        from benchmark.pipeline.mask.types import hull_region
+
+        faces = self.mesh.faces(crop)
+        if not faces:
+            raise MaskFailure("no face found on the crop to check the anonymized image against")
+        points = faces[0][:, :2]
+        centre = points.mean(axis=0)
+        return hull_region(centre + CENTRE_SCALE * (points - centre), crop.shape[:2])
+
+    def checked(self, crop: np.ndarray, image: Any, region: Any) -> Anonymized:
+        """The output with its region widened to the face's centre, or MaskFailure when it
+        is a near-copy of the photo there. Shape and type errors are left to the stage."""
+        if not (isinstance(image, np.ndarray) and image.shape == crop.shape):
+            return Anonymized(image, region)
+        if not (isinstance(region, np.ndarray) and region.shape == crop.shape[:2]):
+            return Anonymized(image, region)
+        image = np.array(image, copy=True)  # a plug-in may reuse its buffer for the next crop
+        widened = np.asarray(region).astype(bool) | self.region(crop)
+        if (image[widened] == crop[widened]).all(axis=-1).mean() > 0.5:
+            return Anonymized(image, widened)  # the photo itself: the stage refuses it, saying so
+        error = np.square(image[widened].astype(np.float64) - crop[widened]).mean()
+        psnr = np.inf if error == 0 else 10 * np.log10(255.0**2 / error)
+        if psnr > NEAR_COPY_PSNR_DB:
+            raise MaskFailure(
+                f"a near-copy of the photo (PSNR {psnr:.1f} dB over the face > "
+                f"{NEAR_COPY_PSNR_DB:.0f} dB); refusing to write it"
+            )
+        return Anonymized(image, widened)
+
+
 # -- plug-ins ---------------------------------------------------------------------------
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
@@ -193,24 +249,46 @@ class PluginBackend(Backend):
         self._settings = plugin_identity(target)
 
     def settings(self) -> dict[str, Any]:
-        return self._settings
+        return self._settings | {"checks": UNTRUSTED_CHECKS}
 
 
 def plugin_identity(target: Any) -> dict[str, Any]:
     """``{"callable", "source_sha256", "version"}`` of a plug-in (what keys its results)."""
-    module = inspect.getmodule(target)
+    while isinstance(target, functools.partial):  # the code is the wrapped function's
+        target = target.func
     code = target if inspect.isfunction(target) or inspect.isclass(target) else type(target)
+    module = inspect.getmodule(code)
     facts: dict[str, Any] = {"callable": f"{code.__module__}:{code.__qualname__}"}
-    source = getattr(module, "__file__", None)
-    if source and Path(source).is_file():
-        facts["source_sha256"] = hashlib.sha256(Path(source).read_bytes()).hexdigest()
+    sources = _source_files(module)
+    if sources:
+        digest = hashlib.sha256()
+        for path in sources:
+            digest.update(f"{path.name}\0".encode() + path.read_bytes())
+        facts["source_sha256"] = digest.hexdigest()
+        facts["source_files"] = len(sources)
     top = (getattr(module, "__name__", "") or "").split(".")[0]
     for dist in metadata.packages_distributions().get(top, []):
         facts["version"] = metadata.version(dist)
         break
-    if hasattr(target, "version"):  # a plug-in's own statement of its version
-        facts["plugin_version"] = str(target.version)
+    for owner in (target, module):  # a plug-in's own statement of its version
+        if hasattr(owner, "version"):
+            facts["plugin_version"] = str(owner.version)
+            break
     return facts
+
+
+def _source_files(module: Any) -> list[Path]:
+    """The plug-in's code: every ``.py`` file of its top-level package (helpers included),
+    or its one module file; not its model weights (a plug-in states those by ``version``)."""
+    source = getattr(module, "__file__", None)
+    if not source or not Path(source).is_file():
+        return []
+    top = sys.modules.get((module.__name__ or "").split(".")[0])
+    folder = getattr(top, "__path__", None)
+    if folder:
+        files = sorted(p for p in Path(next(iter(folder))).rglob("*.py") if p.is_file())
+        return files[:2000]
+    return [Path(source)]
 
 
 def entry_points() -> dict[str, metadata.EntryPoint]:
@@ -271,10 +349,11 @@ class PluginAnonymizer(Anonymizer):
     kind = "plugin"
     crash_label = "anonymizer"
 
-    def __init__(self, spec: str, cut: FaceCut) -> None:
+    def __init__(self, spec: str, cut: FaceCut, store: Any) -> None:
         name, target = load_plugin(spec)
         self.plugin = PluginBackend(name, target, spec)
         self.cut = cut
+        self.centre = FaceCentre(store)
         self.backends = {"anonymizer": self.plugin, "cut": cut}
 
     def recipe_names(self) -> dict[str, str]:
@@ -302,9 +381,13 @@ class PluginAnonymizer(Anonymizer):
             image, region = returned
         else:
             image, region = returned, None
-        if region is None:
-            return _verdict(lambda: Anonymized(image, self.cut.region(crop, None)))
-        return Anonymized(image, region)
+        if region is not None:
+            region = np.array(region, copy=True)
+        return _verdict(
+            lambda: self.centre.checked(
+                crop, image, self.cut.region(crop, None) if region is None else region
+            )
+        )
 
 
 class FolderAnonymizer(Anonymizer):
@@ -318,13 +401,16 @@ class FolderAnonymizer(Anonymizer):
     cacheable = False
     crash_label = "anonymized folder"
 
-    def __init__(self, folder: str | Path, cut: FaceCut) -> None:
+    def __init__(self, folder: str | Path, cut: FaceCut, store: Any) -> None:
         self.folder = Path(folder)
         if not self.folder.is_dir():
             raise UsageError(f"--anonymized {self.folder}: not a folder")
+        resolved = str(self.folder.resolve())
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", self.folder.resolve().name).strip("-.")
-        self.source = _FolderBackend(f"folder-{slug or 'anonymized'}", self.folder)
+        tag = hashlib.sha256(resolved.encode()).hexdigest()[:6]  # two folders named alike
+        self.source = _FolderBackend(f"folder-{slug or 'anonymized'}-{tag}", self.folder)
         self.cut = cut
+        self.centre = FaceCentre(store)
         self.backends = {"anonymized": self.source, "cut": cut}
 
     def recipe_names(self) -> dict[str, str]:
@@ -360,7 +446,9 @@ class FolderAnonymizer(Anonymizer):
             )
         except ImageReadError as exc:
             raise MaskFailure(str(exc)) from None
-        return Anonymized(image, region, info={"file": str(found[0])})
+        made = self.centre.checked(crop, image, region)
+        made.info = {"file": str(found[0])}
+        return made
 
 
 class _FolderBackend(Backend):

@@ -196,9 +196,9 @@ class MaskStage(Stage):
 
         chosen: Anonymizer
         if anonymized is not None:
-            chosen = FolderAnonymizer(anonymized, made({})["cut"])
+            chosen = FolderAnonymizer(anonymized, made({})["cut"], store)
         elif anonymizer is not None:
-            chosen = PluginAnonymizer(anonymizer, made({})["cut"])
+            chosen = PluginAnonymizer(anonymizer, made({})["cut"], store)
         elif control:
             parts = made({"control": (CONTROLS, control)})
             chosen = ControlFill(parts["control"], parts["cut"])
