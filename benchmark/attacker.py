@@ -471,15 +471,10 @@ def training_sets(
             )
             vectors[(view, name, "self")] = embedded
             if stage.aligns_on_photo:
-                masked = {k: p for k, p in paths.items() if not k.startswith("prep|")}
-                references = {
-                    k: Path(paths[image_id("prep", "face", k.split("|", 2)[2])]).read_bytes()
-                    for k in masked
-                }
-                aligned = stage.embed(
-                    load_images(masked),
+                aligned = stage.embed_on_photos(
+                    paths,
+                    (k for k in paths if not k.startswith("prep|")),
                     progress=progress,
-                    references=references,
                     executor=pipeline.executor,
                 )
                 faces = {k: e for k, e in embedded.items() if k.startswith("prep|")}

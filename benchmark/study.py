@@ -12,6 +12,7 @@ import math
 import platform
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from importlib import metadata
 from itertools import permutations, product
@@ -39,7 +40,6 @@ from benchmark.pipeline.recognize.stage import (
     RecognizeParams,
     RecognizeStage,
     collect_images,
-    image_id,
     load_images,
     score_scenario,
     valid_uids,
@@ -354,10 +354,11 @@ def _build_pipeline(
         )
         for name in mask_source_names(profile)
     ]
-    scored = {m.backend for m in sources}
-    if len(scored) < len(sources):  # two anonymizers under one name would share outputs
-        twice = sorted({b for b in scored if sum(m.backend == b for m in sources) > 1})
+    named = Counter(m.backend for m in sources)
+    twice = sorted(name for name, count in named.items() if count > 1)
+    if twice:  # two anonymizers under one name would share outputs
         raise UsageError(f"two anonymizers are both named {', '.join(twice)}; name them apart")
+    scored = set(named)
     controls = [
         control
         for name in profile.controls
@@ -682,21 +683,14 @@ def run_study(
             if stage.aligns_on_photo and controls:
                 # The attacker who knows where the face is: masks and controls embedded with the
                 # face geometry of their photo, so that a control with no face on it is scored.
-                # Grouped by frame, so that a batch holds every image made from one photo and
-                # the embedder finds that photo's face once (``faces_on_photos``).
-                masked_images = {
-                    k: draw.paths[k]
-                    for k in sorted(draw.paths, key=lambda k: (k.split("|", 2)[2], k))
-                    if not k.startswith("prep|") and k.split("|", 2)[2] in paired
-                }
-                photos = {
-                    k: draw.paths[image_id("prep", "face", k.split("|", 2)[2])]
-                    for k in masked_images
-                }
-                aligned = stage.embed(
-                    load_images(masked_images),
+                aligned = stage.embed_on_photos(
+                    draw.paths,
+                    (
+                        k
+                        for k in draw.paths
+                        if not k.startswith("prep|") and k.split("|", 2)[2] in paired
+                    ),
                     progress=options.progress,
-                    references={k: Path(p).read_bytes() for k, p in photos.items()},
                     executor=pipeline.executor,
                 )
                 faces = {k: e for k, e in embeddings.items() if k.startswith("prep|")}

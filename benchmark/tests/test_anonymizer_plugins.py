@@ -350,3 +350,12 @@ def test_utility_of_a_photo_against_itself_is_perfect_and_a_blank_keeps_nothing(
     summary = summarize(same + grey)
     assert summary["crops"] == 2 * len(crops) and summary["detected_rate"] == 0.5
     assert summary["nme_mediapipe_n"] == len(crops) and summary["nme_mediapipe_mean"] == 0.0
+
+
+def test_two_anonymizers_under_one_name_are_refused(plugins, tmp_path) -> None:
+    """``module:a`` and ``module.a`` are one plug-in's two spellings: one name, one output
+    folder; an evaluation of both would mix their images, so it stops before any work."""
+    argv = ["evaluate", "--anonymizer", f"{plugins}:inverted", "--anonymizer"]
+    argv += [f"{plugins}.inverted", "--attacker-people", "0", "--identities", "2"]
+    assert main([*argv, "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    assert not (tmp_path / "out" / "prep").exists()

@@ -25,8 +25,8 @@ crashes on every crop of a run stops it with its error. An entry point may name 
 it is instantiated once per process, with no arguments (a model loads once).
 
 An output dmbench did not draw (a plug-in's, a folder's) is checked over its region AND
-the centre of the face (``FaceCentre``), and refused as a near-copy within
-``NEAR_COPY_PSNR_DB`` of the photo there.
+the centre of the face (``FaceCentre``, ``Anonymized.must_change``), and refused as a
+near-copy within ``NEAR_COPY_PSNR_DB`` of the photo there.
 """
 
 from __future__ import annotations
@@ -65,6 +65,10 @@ class Anonymized:
     drawn: np.ndarray | None = None
     vertices: np.ndarray | None = field(default=None, repr=False)  # a reconstruction's mesh
     info: dict = field(default_factory=dict)  # facts recorded with the result
+    # An output dmbench did not draw: what it must change whatever region it declares (the
+    # face's centre, ``FaceCentre``). The stage checks it with the region, and refuses a
+    # near-copy of the photo there (``NEAR_COPY_PSNR_DB``).
+    must_change: np.ndarray | None = field(default=None, repr=False)
 
 
 class AnonymizerCrash(MaskFailure):
@@ -192,10 +196,9 @@ UNTRUSTED_CHECKS = {"centre_scale": CENTRE_SCALE, "near_copy_psnr_db": NEAR_COPY
 class FaceCentre:
     """What an output that dmbench did not draw must change, whatever region it declares:
     the centre of the face (eyes, nose, mouth), found on the crop by MediaPipe's mesh. The
-    stage then checks the declared region and the centre together, so a plug-in cannot pass
-    the photo off with a one-pixel region, nor a region file with its polarity inverted; and
-    an output within ``NEAR_COPY_PSNR_DB`` of the photo there (the photo plus 1, a JPEG
-    re-encode) is refused as a copy."""
+    stage checks it together with the declared region (``Anonymized.must_change``), so a
+    plug-in cannot pass the photo off with a one-pixel region, nor a region file with its
+    polarity inverted, nor as a near-copy (the photo plus 1, a JPEG re-encode)."""
 
     def __init__(self, store: Any) -> None:
         from benchmark.pipeline.common.mediapipe_mesh import MediaPipeFaceMesh
@@ -212,25 +215,13 @@ class FaceCentre:
         centre = points.mean(axis=0)
         return hull_region(centre + CENTRE_SCALE * (points - centre), crop.shape[:2])
 
-    def checked(self, crop: np.ndarray, image: Any, region: Any) -> Anonymized:
-        """The output with its region widened to the face's centre, or MaskFailure when it
-        is a near-copy of the photo there. Shape and type errors are left to the stage."""
-        if not (isinstance(image, np.ndarray) and image.shape == crop.shape):
-            return Anonymized(image, region)
-        if not (isinstance(region, np.ndarray) and region.shape == crop.shape[:2]):
-            return Anonymized(image, region)
-        image = np.array(image, copy=True)  # a plug-in may reuse its buffer for the next crop
-        widened = np.asarray(region).astype(bool) | self.region(crop)
-        if (image[widened] == crop[widened]).all(axis=-1).mean() > 0.5:
-            return Anonymized(image, widened)  # the photo itself: the stage refuses it, saying so
-        error = np.square(image[widened].astype(np.float64) - crop[widened]).mean()
-        psnr = np.inf if error == 0 else 10 * np.log10(255.0**2 / error)
-        if psnr > NEAR_COPY_PSNR_DB:
-            raise MaskFailure(
-                f"a near-copy of the photo (PSNR {psnr:.1f} dB over the face > "
-                f"{NEAR_COPY_PSNR_DB:.0f} dB); refusing to write it"
-            )
-        return Anonymized(image, widened)
+    def untrusted(self, crop: np.ndarray, image: Any, region: Any) -> Anonymized:
+        """An output dmbench did not draw, copied (a plug-in may reuse its buffer for the
+        next crop), with the face's centre it must change."""
+        copied = np.array(image, copy=True) if isinstance(image, np.ndarray) else image
+        if isinstance(region, np.ndarray):
+            region = np.array(region, copy=True)
+        return Anonymized(copied, region, must_change=self.region(crop))
 
 
 # -- plug-ins ---------------------------------------------------------------------------
@@ -381,10 +372,8 @@ class PluginAnonymizer(Anonymizer):
             image, region = returned
         else:
             image, region = returned, None
-        if region is not None:
-            region = np.array(region, copy=True)
         return _verdict(
-            lambda: self.centre.checked(
+            lambda: self.centre.untrusted(
                 crop, image, self.cut.region(crop, None) if region is None else region
             )
         )
@@ -446,7 +435,7 @@ class FolderAnonymizer(Anonymizer):
             )
         except ImageReadError as exc:
             raise MaskFailure(str(exc)) from None
-        made = self.centre.checked(crop, image, region)
+        made = self.centre.untrusted(crop, image, region)
         made.info = {"file": str(found[0])}
         return made
 

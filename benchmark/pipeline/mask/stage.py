@@ -36,6 +36,7 @@ from benchmark.imageio import (
 )
 from benchmark.pipeline.executor import Executor, Miss, SerialExecutor, run_through_cache
 from benchmark.pipeline.mask.anonymizers import (
+    NEAR_COPY_PSNR_DB,
     Anonymized,
     Anonymizer,
     AnonymizerCrash,
@@ -103,7 +104,9 @@ def compose(
 def check_output(crop: np.ndarray, made: Anonymized, params: MaskParams) -> dict[str, np.ndarray]:
     """The three outputs of any anonymizer, or MaskFailure when its output cannot be
     trusted to hide the face: the wrong size or type, an empty region, content covering
-    too little of it, or more than ``max_photo_share`` of the region equal to the photo."""
+    too little of it, more than ``max_photo_share`` of the region equal to the photo, or,
+    for an output dmbench did not draw, a near-copy of the photo over the region widened
+    to what it must change."""
     size = params.size
     image, region = made.image, made.region
     if not isinstance(image, np.ndarray) or image.shape != crop.shape or image.dtype != np.uint8:
@@ -118,10 +121,9 @@ def check_output(crop: np.ndarray, made: Anonymized, params: MaskParams) -> dict
     if not isinstance(region, np.ndarray) or region.shape != crop.shape[:2]:
         got = f"{region.shape}" if isinstance(region, np.ndarray) else type(region).__name__
         raise MaskFailure(f"the anonymizer returned a region of {got}, not {size}x{size}")
-    region = region.astype(bool, copy=False)
+    region, covered = checked_region(made)
     if not region.any():
         raise MaskFailure("empty face region")
-    covered = region if made.drawn is None else region & made.drawn
     share = covered.sum() / region.sum()
     if share < params.min_coverage:
         raise MaskFailure(
@@ -133,11 +135,28 @@ def check_output(crop: np.ndarray, made: Anonymized, params: MaskParams) -> dict
             f"{same:.0%} of the face region would equal the photo "
             f"(> {params.max_photo_share:.0%}); refusing to write it"
         )
+    if made.must_change is not None:  # an output dmbench did not draw: no near-copy either
+        error = np.square(image[region].astype(np.float64) - crop[region]).mean()
+        psnr = np.inf if error == 0 else 10 * np.log10(255.0**2 / error)
+        if psnr > NEAR_COPY_PSNR_DB:
+            raise MaskFailure(
+                f"a near-copy of the photo (PSNR {psnr:.1f} dB over the face > "
+                f"{NEAR_COPY_PSNR_DB:.0f} dB); refusing to write it"
+            )
     mask_only = np.full_like(crop, 255)
     mask_only[covered] = image[covered]
     mask_only_black = np.zeros_like(crop)
     mask_only_black[covered] = image[covered]
     return {"overlay": image, "mask_only": mask_only, "mask_only_black": mask_only_black}
+
+
+def checked_region(made: Anonymized) -> tuple[np.ndarray, np.ndarray]:
+    """The region the stage checks (the declared one, and what the output must change)
+    and the part of it the anonymizer drew."""
+    region = made.region.astype(bool, copy=False)
+    if made.must_change is not None:
+        region = region | made.must_change
+    return region, region if made.drawn is None else region & made.drawn
 
 
 class MaskStage(Stage):
@@ -328,8 +347,7 @@ class MaskStage(Stage):
             images = check_output(crop, made, self.params)
         except MaskFailure as exc:
             return MaskResult("failed", exc.reason)
-        region = made.region.astype(bool, copy=False)
-        covered = region if made.drawn is None else region & made.drawn
+        region, covered = checked_region(made)
         info = {"region_px": int(region.sum()), "covered_px": int(covered.sum())}
         if made.vertices is None:
             return MaskResult("masked", images=images, info=info | {"settings": self._settings})

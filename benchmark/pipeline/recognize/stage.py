@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,27 @@ class RecognizeStage(Stage):
                 done=bar.update,
             )
         return dict(zip(ids, found, strict=True))
+
+    def embed_on_photos(
+        self,
+        paths: dict[str, Path],
+        keys: Iterable[str],
+        progress: bool = False,
+        executor: Executor | None = None,
+    ) -> dict[str, Embedding]:
+        """Embeddings of the images ``keys`` (masks, controls) of a run's ``paths``
+        (``collect_images``), each with the face found on the photo it was made from (the
+        "photo" alignment). Grouped by frame, so that a batch holds every image made from
+        one photo and the embedder finds that photo's face once; each photo is read once."""
+        ordered = sorted(keys, key=lambda k: (k.split("|", 2)[2], k))
+        photo_of = {k: paths[image_id("prep", "face", k.split("|", 2)[2])] for k in ordered}
+        photos = {path: Path(path).read_bytes() for path in set(photo_of.values())}
+        return self.embed(
+            load_images({k: paths[k] for k in ordered}),
+            progress=progress,
+            references={k: photos[photo_of[k]] for k in ordered},
+            executor=executor,
+        )
 
     def embed_batch(
         self, chunk: list[tuple[str, str, np.ndarray | bytes, bytes | None]]
