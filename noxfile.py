@@ -1,5 +1,11 @@
 """Sessions: ``tests`` (the README's test command), ``reproduce`` (the main job),
-``bench`` (stage timings, compared with the previous saved run), ``lint``."""
+``bench`` (stage timings, compared with the previous saved run), ``lint``, ``lock``
+(regenerates the lock files every other session installs from).
+
+Every session installs from a lock in ``locks/`` (every package pinned, with hashes), so a
+fresh machine gets what CI tested; ``DMBENCH_UNLOCKED=1`` resolves from pyproject.toml's
+ranges instead (README: "Running unlocked").
+"""
 
 from __future__ import annotations
 
@@ -11,25 +17,151 @@ import nox
 nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = True
 PYTHON = "3.11"
-# PyTorch only for the PFLD network (the original's pose model). 2.13.0 has a CPU
-# wheel on this project's build machines; elsewhere use the CPU index of PyTorch.
-TORCH = "torch==2.13.0"
+ROOT = Path(__file__).parent
+LOCKS = ROOT / "locks"
+# PyTorch only for the PFLD network (the original's pose model). The CPU wheel 2.13.0+cpu
+# lies in this project's build machines' wheel folder (pip's find-links); elsewhere it
+# comes from PyTorch's CPU index (`nox -s lock` names it).
+TORCH_CPU = "torch==2.13.0+cpu"
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+# Each lock: the extras of pyproject.toml it pins, further requirements, packages it leaves
+# out (installed otherwise) and the lock whose versions it must share.
+LOCK_SPECS: dict[str, dict] = {
+    # Everything the test suite needs; also the paper profile and the Ray executor.
+    "all": {"extras": ["test", "insightface", "ringnet", "ray", "pfld"], "extra": [TORCH_CPU]},
+    # The embedded default: reproduce, bench, leaderboard.
+    "default": {"extras": ["test"], "within": "all"},
+    "lint": {"requirements": ["ruff", "import-linter"], "within": "all", "bare": True},
+    # OpenDR 0.78 is built without build isolation against this environment; its own
+    # chumpy (which fails on 3.11) is replaced by chumpy-fixed, so neither is emitted here.
+    "opendr": {
+        "extras": ["test"],
+        "extra": ["cython", "chumpy-fixed", "opendr==0.78"],
+        "within": "all",
+        "no_emit": ["opendr", "chumpy"],
+    },
+    "opendr-sdist": {"requirements": ["opendr==0.78"], "bare": True, "no_deps": True},
+    # CUDA: onnxruntime-gpu instead of onnxruntime, TensorFlow with its CUDA wheels, torch
+    # from PyPI (CUDA build).
+    "gpu": {
+        "extras": ["test", "pfld", "insightface", "ringnet-gpu", "gpu", "ray"],
+        "extra": ["torch==2.13.0"],
+        "no_emit": ["onnxruntime"],
+    },
+}
 
 
 def _env(session: nox.Session) -> dict[str, str]:
     env = {"DMBENCH_PROGRESS": os.environ.get("DMBENCH_PROGRESS", "1")}
-    shared = Path(__file__).parent.parent / "shared" / "assets"
+    shared = ROOT.parent / "shared" / "assets"
     if "DMBENCH_ASSET_PATH" not in os.environ and shared.is_dir():
         env["DMBENCH_ASSET_PATH"] = str(shared)
         session.log(f"DMBENCH_ASSET_PATH not set; using {shared}")
     return env
 
 
+def _lock_path(name: str) -> Path:
+    return LOCKS / f"{name}.txt"
+
+
+def _install_locked(session: nox.Session, lock: str, *project: str) -> None:
+    """The lock's packages (hash-checked), then the project itself without dependencies.
+
+    ``project``: what to install editable/local on top (".[extras]" or a path).
+    """
+    if os.environ.get("DMBENCH_UNLOCKED") == "1":
+        spec = LOCK_SPECS[lock]
+        wanted = spec.get("requirements", []) + spec.get("extra", [])
+        extra = ["torch==2.13.0" if r == TORCH_CPU else r for r in wanted]
+        session.log(f"DMBENCH_UNLOCKED=1: {project} and {extra} from pyproject.toml's ranges")
+        for item in project:
+            editable = item == "." or item.startswith(".[")
+            session.install(*(["-e", item] if editable else [item]))
+        if extra:
+            session.install(*extra)
+        return
+    path = _lock_path(lock)
+    if not path.is_file():
+        session.error(f"{path} is missing: run `nox -s lock` (or set DMBENCH_UNLOCKED=1)")
+    session.install("--require-hashes", "--no-deps", "-r", str(path))
+    session.env["DMBENCH_LOCK"] = lock  # results.json records it, with its digest
+    for item in project:
+        editable = item == "." or item.startswith(".[")
+        session.install("--no-deps", *(["-e", item] if editable else [item]))
+    session.run("python", "-m", "pip", "check", silent=True)
+
+
+@nox.session(python=PYTHON)
+def lock(session: nox.Session) -> None:
+    """Regenerates locks/*.txt with uv (Linux x86_64, CPython 3.11): every package pinned
+    with the hashes of all its files. Each lock but `all` and `gpu` is resolved within
+    `all`, so the sessions share one version of every package.
+
+    `nox -s lock -- --upgrade` moves to the newest releases the ranges allow; without it the
+    current pins are kept where they still satisfy pyproject.toml.
+    """
+    session.install("uv==0.13.9")
+    LOCKS.mkdir(exist_ok=True)
+    wheels = Path("/opt/wheels")
+    torch_source = (
+        ["--find-links", str(wheels)] if wheels.is_dir() else ["--extra-index-url", TORCH_CPU_INDEX]
+    )
+    tmp = Path(session.create_tmp())
+    # OpenDR's setup.py imports numpy and Cython without declaring them: uv needs them to
+    # read its metadata.
+    config = tmp / "uv.toml"
+    config.write_text(
+        '[extra-build-dependencies]\nopendr = ["numpy<2", "cython"]\nchumpy = ["pip", "numpy<2"]\n'
+    )
+    for name, spec in LOCK_SPECS.items():
+        inputs = [] if spec.get("bare") else ["pyproject.toml"]
+        requirements = spec.get("requirements", []) + spec.get("extra", [])
+        if requirements:
+            req_file = tmp / f"{name}.in"
+            req_file.write_text("\n".join(requirements) + "\n")
+            inputs.append(str(req_file))
+        args = [*inputs, *(a for e in spec.get("extras", []) for a in ("--extra", e))]
+        if "within" in spec:
+            args += ["--constraint", str(_lock_path(spec["within"]))]
+        args += [a for pkg in spec.get("no_emit", []) for a in ("--no-emit-package", pkg)]
+        if spec.get("no_deps"):
+            args.append("--no-deps")
+        session.run(
+            "uv",
+            "pip",
+            "compile",
+            *args,
+            "--generate-hashes",
+            "--python-version",
+            "3.11",
+            "--python-platform",
+            "x86_64-manylinux_2_28",
+            "--index-strategy",
+            "unsafe-best-match",
+            *torch_source,
+            "--no-header",
+            "--quiet",
+            "--config-file",
+            str(config),
+            *(["--upgrade"] if "--upgrade" in session.posargs else []),
+            "-o",
+            str(_lock_path(name)),
+            env={"UV_CUSTOM_COMPILE_COMMAND": "nox -s lock"},
+        )
+        text = _lock_path(name).read_text()
+        _lock_path(name).write_text(
+            f"# Lock `{name}` for dmbench (Linux x86_64, CPython 3.11), made by `nox -s lock`"
+            " from pyproject.toml;\n# installed with `pip install --require-hashes --no-deps"
+            " -r` by the nox sessions. Do not edit.\n" + text
+        )
+
+
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    session.install("-e", ".[test,insightface,ringnet,ray]", TORCH)
     # The README's example anonymizer plug-in: a test runs it through its entry point.
-    session.install("./examples/anonymizer-plugin")
+    _install_locked(
+        session, "all", ".[test,insightface,ringnet,ray,pfld]", "./examples/anonymizer-plugin"
+    )
     session.run("pytest", *(session.posargs or ["-q"]), env=_env(session))
 
 
@@ -39,8 +171,7 @@ def leaderboard(session: nox.Session) -> None:
     default profile: results/leaderboard/{results.json,report.md,leaderboard.md}.
 
     `nox -s leaderboard -- --identities 60` for a quicker, smaller board."""
-    session.install("-e", ".[test]")
-    session.install("./examples/anonymizer-plugin")
+    _install_locked(session, "default", ".[test]", "./examples/anonymizer-plugin")
     args = list(session.posargs)
     if "--out" not in args:
         args += ["--out", "results/leaderboard"]
@@ -68,13 +199,11 @@ def reproduce(session: nox.Session) -> None:
     # `--executor ray [--address ADDR]` runs on a Ray cluster: Ray joins the extras.
     ray = ",ray" if "--executor" in args and args[args.index("--executor") + 1] == "ray" else ""
     if paper and cuda:  # TF with CUDA; onnxruntime-gpu replaces onnxruntime
-        session.install("-e", f".[test,pfld,insightface,ringnet-gpu{ray}]")
-        session.run("pip", "uninstall", "-y", "onnxruntime")
-        session.install("-e", ".[gpu]")
-    elif paper:  # the original's models: PFLD (torch), RingNet (TF), InsightFace
-        session.install("-e", f".[test,paper{ray}]", TORCH)
+        _install_locked(session, "gpu", ".")
+    elif paper or ray:  # the original's models: PFLD (torch), RingNet (TF), InsightFace
+        _install_locked(session, "all", f".[test,paper{ray}]")
     else:
-        session.install("-e", f".[test{ray}]")
+        _install_locked(session, "default", ".[test]")
     out = args[args.index("--out") + 1] if "--out" in args else f"results/{profile}"
     if "--out" not in args:
         args += ["--out", out]
@@ -91,7 +220,7 @@ def reproduce(session: nox.Session) -> None:
         "no:cacheprovider",
         "benchmark/test_claims.py",
         "-k",
-        "claim_rank1 or default_run_numbers",
+        "claim_rank1 or recorded_run_numbers",
         env=env,
     )
 
@@ -104,7 +233,7 @@ def bench(session: nox.Session) -> None:
 
     `nox -s bench -- -k "probe or render"` runs a subset (CI runs the cheap ones).
     """
-    session.install("-e", ".[test]")
+    _install_locked(session, "default", ".[test]")
     args = list(session.posargs)
     if "-k" in args:  # a subset, always with the probe that normalises it
         where = args.index("-k") + 1
@@ -132,7 +261,7 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    session.install("ruff")
+    _install_locked(session, "lint")
     session.run("ruff", "check", "benchmark", "noxfile.py")
 
 
@@ -150,9 +279,19 @@ def opendr_parity(session: nox.Session) -> None:
     build isolation) and pulls the old chumpy, which fails on Python 3.11, so the fixed
     chumpy is put back last.
     """
-    session.install("-e", ".[test]", "cython")
-    session.install("--no-build-isolation", "opendr==0.78")
-    session.install("--force-reinstall", "--no-deps", "chumpy-fixed")
+    if os.environ.get("DMBENCH_UNLOCKED") == "1":
+        session.install("-e", ".[test]", "cython")
+        session.install("--no-build-isolation", "opendr==0.78")
+        session.install("--force-reinstall", "--no-deps", "chumpy-fixed")
+    else:
+        _install_locked(session, "opendr", ".[test]")
+        session.install(
+            "--no-build-isolation",
+            "--require-hashes",
+            "--no-deps",
+            "-r",
+            str(_lock_path("opendr-sdist")),
+        )
     # Fail here, not with a skip, if OpenDR does not load.
     session.run(
         "python",

@@ -291,6 +291,10 @@ def cached_fit(data: TrainingSet, metric: str, seed: int, cache: Any) -> FittedA
     import json
 
     from benchmark.cache import cache_key
+    from benchmark.provenance import CodeStamp
+
+    # The attacker's code, and the stages whose embeddings it is fitted on.
+    code = CodeStamp.of([__name__], ["benchmark.pipeline"])
 
     digest = hashlib.sha256()
     for array in (
@@ -315,6 +319,7 @@ def cached_fit(data: TrainingSet, metric: str, seed: int, cache: Any) -> FittedA
             "min_train_pairs": MIN_TRAIN_PAIRS,
         },
         asset_sha256={},
+        code=code.digest,
     )
     entry = cache.get(STAGE, key)
     if entry is not None:
@@ -331,14 +336,14 @@ def cached_fit(data: TrainingSet, metric: str, seed: int, cache: Any) -> FittedA
         return FittedAttacks(attacks, entry.record)
     fitted = fit_attacks(data, metric, seed)
     if isinstance(fitted, str):
-        cache.put(STAGE, key, {"not_fitted": fitted})
+        cache.put(STAGE, key, {"not_fitted": fitted}, code=code)
         return fitted
     buffer = io.BytesIO()
     np.savez(
         buffer,
         **{f"{name}/{k}": v for name, a in fitted.attacks.items() for k, v in a.state().items()},
     )
-    cache.put(STAGE, key, fitted.record, {"attacks.npz": buffer.getvalue()})
+    cache.put(STAGE, key, fitted.record, {"attacks.npz": buffer.getvalue()}, code=code)
     return fitted
 
 

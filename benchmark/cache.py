@@ -1,8 +1,11 @@
 """Content-addressed cache of stage outputs.
 
 A key is the sha256 of everything that determines an output: the input's sha256,
-the stage, the backend, its parameters, the sha256 of every asset it used, and the
-package version. An entry is a folder holding the output files and ``meta.json``
+the stage, the backend, its parameters, the sha256 of every asset it used, the package
+version, and the digest of the code that computed it (``benchmark.provenance``: the
+sources of the modules it runs and the stages before it, the versions of the libraries
+they call). Each entry keeps that code stamp, so ``prune`` can remove the entries that no
+key of the installed code can reach. An entry is a folder holding the output files and ``meta.json``
 (the record, each file's sha256, and a digest of both). It is built in a temporary
 folder and moved into place with one rename, so readers see either nothing or a whole
 entry. An entry whose meta is missing, unreadable or fails its own digest, or whose
@@ -29,6 +32,7 @@ from typing import Any
 
 from benchmark import __version__
 from benchmark.errors import DmbenchError
+from benchmark.provenance import CodeStamp
 from benchmark.settings import cache_root
 
 _META = "meta.json"
@@ -37,8 +41,14 @@ STAGES = ("prep", "mask", "recognize", "utility", "attacker", "decoded")
 DECODED = "decoded"  # a memo, not a stage: an image file's sha256 → its pixels' sha256
 
 
+def _decoder_code() -> CodeStamp:
+    """The code that decodes images (and the OpenCV and Pillow it calls)."""
+    return CodeStamp.of(["benchmark.imageio"])
+
+
 def _decoded_key(file_sha256: str, decoder: str) -> str:
-    return hashlib.sha256(f"{file_sha256}|{decoder}".encode()).hexdigest()
+    code = _decoder_code().digest
+    return hashlib.sha256(f"{file_sha256}|{decoder}|{code}".encode()).hexdigest()
 
 
 class CacheWarning(UserWarning):
@@ -85,10 +95,13 @@ def cache_key(
     input_sha256: str,
     params: Mapping[str, Any],
     asset_sha256: Mapping[str, Any],
+    code: str,
     version: str = __version__,
 ) -> str:
-    """Stable key: canonical JSON of all determinants, hashed."""
+    """Stable key: canonical JSON of all determinants, hashed. ``code``: the digest of a
+    ``CodeStamp`` of the modules that compute the entry."""
     payload = {
+        "code": code,
         "stage": stage,
         "backend": backend,
         "input": input_sha256,
@@ -113,6 +126,7 @@ class CacheStats:
     entries: int
     bytes: int
     by_stage: dict[str, int]
+    unreachable: int = 0  # entries whose code or libraries are no longer those installed
 
 
 class Cache:
@@ -146,7 +160,12 @@ class Cache:
     def remember_decoded(self, file_sha256: str, decoder: str, pixels_sha256: str) -> None:
         """Remember what an image file decodes to, so that a warm run need not decode it
         again to find its key (the mask stage keys a crop by its pixels)."""
-        self.put(DECODED, _decoded_key(file_sha256, decoder), {"pixels_sha256": pixels_sha256})
+        self.put(
+            DECODED,
+            _decoded_key(file_sha256, decoder),
+            {"pixels_sha256": pixels_sha256},
+            code=_decoder_code(),
+        )
 
     def _dir(self, stage: str, key: str) -> Path:
         return self.root / stage / key[:2] / key
@@ -184,7 +203,10 @@ class Cache:
         key: str,
         record: Mapping[str, Any],
         files: Mapping[str, bytes] | None = None,
+        *,
+        code: CodeStamp,
     ) -> None:
+        """Store an entry; ``code`` is the stamp of what computed it (in its key too)."""
         if not self.enabled:
             return
         files = dict(files or {})
@@ -207,6 +229,7 @@ class Cache:
                 "files": digests,
                 "digest": record_digest(saved, digests),
                 "created": time.time(),
+                "code": code.as_record(),
             }
             (tmp / _META).write_text(json.dumps(meta, sort_keys=True))
             if final.exists():
@@ -235,19 +258,54 @@ class Cache:
                 stacklevel=3,
             )
 
+    def _entry_folders(self) -> list[tuple[str, Path]]:
+        """``(stage folder name, entry folder)`` of every whole entry (never a write cut
+        short by a crash, never a link out of the cache)."""
+        found = []
+        if self.root.is_dir():
+            for stage_dir in sorted(p for p in self.root.iterdir() if p.is_dir()):
+                if stage_dir.is_symlink():
+                    continue
+                for meta in sorted(stage_dir.glob(f"*/*/{_META}")):
+                    if not meta.parent.name.startswith(".tmp-"):
+                        found.append((stage_dir.name, meta.parent))
+        return found
+
+    @staticmethod
+    def _is_reachable(stage: str, folder: Path) -> bool:
+        """Whether a key of the installed code can reach this entry: its stage is one of
+        ours and its code stamp matches the installed sources and libraries (an entry from
+        before stamps, or with an unreadable meta, cannot be reached)."""
+        if stage not in STAGES:
+            return False
+        try:
+            meta = json.loads((folder / _META).read_text())
+        except (OSError, ValueError, RecursionError):
+            return False
+        return isinstance(meta, dict) and CodeStamp.is_current(meta.get("code"))
+
     def stats(self) -> CacheStats:
-        entries, size, by_stage = 0, 0, {}
+        entries, size, by_stage, unreachable = 0, 0, {}, 0
         if self.root.exists():
             for stage_dir in sorted(p for p in self.root.iterdir() if p.is_dir()):
-                count = 0
-                for meta in stage_dir.glob(f"*/*/{_META}"):
-                    if meta.parent.name.startswith(".tmp-"):
-                        continue  # a write cut short by a crash, never read
-                    count += 1
-                    size += sum(f.stat().st_size for f in meta.parent.iterdir() if f.is_file())
-                by_stage[stage_dir.name] = count
-                entries += count
-        return CacheStats(root=self.root, entries=entries, bytes=size, by_stage=by_stage)
+                by_stage[stage_dir.name] = 0
+        for stage, folder in self._entry_folders():
+            by_stage[stage] = by_stage.get(stage, 0) + 1
+            entries += 1
+            size += sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+            unreachable += not self._is_reachable(stage, folder)
+        return CacheStats(
+            root=self.root, entries=entries, bytes=size, by_stage=by_stage, unreachable=unreachable
+        )
+
+    def prune(self) -> int:
+        """Remove every entry no key of the installed code can reach; returns how many."""
+        removed = 0
+        for stage, folder in self._entry_folders():
+            if not self._is_reachable(stage, folder):
+                shutil.rmtree(folder, ignore_errors=True)
+                removed += 1
+        return removed
 
     def clear(self, stage: str | None = None) -> int:
         """Remove all entries (or one stage's); returns how many were removed.

@@ -137,11 +137,19 @@ def cmd_cache(args: argparse.Namespace) -> int:
         stats = cache.stats()
         if args.json:
             info = {"root": str(stats.root), "entries": stats.entries, "bytes": stats.bytes}
-            print(json.dumps(info | {"by_stage": stats.by_stage}, indent=2))
+            info |= {"unreachable": stats.unreachable, "by_stage": stats.by_stage}
+            print(json.dumps(info, indent=2))
             return 0
         print(f"cache: {stats.root}\nentries: {stats.entries} ({stats.bytes / 1e6:.1f} MB)")
         for stage, count in stats.by_stage.items():
             print(f"  {stage}: {count}")
+        print(
+            f"unreachable: {stats.unreachable} (computed by code or libraries other than "
+            "those installed; `dmbench cache prune` removes them)"
+        )
+        return 0
+    if args.action == "prune":
+        print(f"pruned {cache.prune()} unreachable entries from {cache.root}")
         return 0
     if args.stage is None and not args.yes:
         what = f"every cached intermediate in {cache.root}"
@@ -379,6 +387,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         )
         if record["outcome"] == "fail":  # a recorded finding is "xfail", not a failure
             failed.append(f"{record['claim']} ({record['case']})")
+    from benchmark.reproduction import RunNumbers, check
+
+    # Against the numbers recorded for this size (`nox -s reproduce` asserts it in a test).
+    print(f"reproduction: {check(RunNumbers.of(results)).message}")
     if failed:
         print(f"dmbench: {len(failed)} claim(s) do not hold: {', '.join(failed)}", file=sys.stderr)
         return 1
@@ -558,8 +570,11 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--seed", type=int, default=42)
     data.set_defaults(func=cmd_data)
 
-    cache = sub.add_parser("cache", help="inspect or clear the cache of intermediates")
-    cache.add_argument("action", choices=["info", "clear"])
+    cache = sub.add_parser(
+        "cache",
+        help="inspect, prune (entries of older code) or clear the cache of intermediates",
+    )
+    cache.add_argument("action", choices=["info", "prune", "clear"])
     cache.add_argument(
         "--stage", default=None, choices=STAGES, help="clear only this stage's entries"
     )
@@ -721,6 +736,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_study_options(reproduce, "results folder (results/<profile>)")
     reproduce.set_defaults(func=cmd_reproduce)
 
+    compare = sub.add_parser(
+        "compare",
+        help="every figure two runs' results.json differ in, and the identities that changed; "
+        "exit 1 beyond tolerance (a verdict changed, or a rank-1 moved by more than 1 hit)",
+    )
+    compare.add_argument("a", metavar="A.json", help="results.json of the reference run")
+    compare.add_argument("b", metavar="B.json", help="results.json of the run to compare")
+    compare.set_defaults(func=cmd_compare)
+
     evaluate = sub.add_parser(
         "evaluate",
         help="score any anonymizer with the study's attacks: results, report, leaderboard",
@@ -765,6 +789,23 @@ def build_parser() -> argparse.ArgumentParser:
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     """Warnings meant for users (cache, assets) as one line, not a source excerpt."""
     return f"dmbench: warning: {message}\n"
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Every figure that differs between two runs; exit 1 beyond tolerance."""
+    from benchmark.reproduction import RunNumbers, compare
+    from benchmark.study import load_results
+
+    numbers = [RunNumbers.of(load_results(Path(p))) for p in (args.a, args.b)]
+    if (numbers[0].profile, numbers[0].identities) != (numbers[1].profile, numbers[1].identities):
+        print(
+            f"note: different runs ({numbers[0].profile} n = {numbers[0].identities} vs "
+            f"{numbers[1].profile} n = {numbers[1].identities})"
+        )
+    comparison = compare(*numbers)
+    print(f"A: {args.a}\nB: {args.b}\n")
+    print(comparison.table())
+    return 0 if comparison.within_tolerance else 1
 
 
 def main(argv: list[str] | None = None) -> int:

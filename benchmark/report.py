@@ -291,6 +291,31 @@ def _draw_lines(results) -> list[str]:
     return lines
 
 
+def _code(text: object) -> str:
+    """Text from the machine or the data as a Markdown code span (never markup)."""
+    return "`" + str(text).replace("`", "'").replace("\n", " ") + "`"
+
+
+def _lock_lines(env: dict[str, Any]) -> list[str]:
+    """The install's lock (digest, or how the install differs from it) and the CPU class:
+    what the run's exact digests hold for (benchmark/reproduction.py)."""
+    lock, cpu = env.get("lock") or {}, env.get("cpu") or {}
+    if lock.get("sha256") and not lock.get("differ"):
+        said = (
+            f"installed from lock {_code(lock['lock'])} (sha256 {_code(lock['sha256'])}, "
+            f"{lock['pins']} pins)"
+        )
+    elif lock.get("sha256"):
+        differ = ", ".join(
+            f"{k} {v['installed']} (locked {v['locked']})" for k, v in lock["differ"].items()
+        )
+        said = f"NOT as lock {_code(lock['lock'])} ({_code(lock['sha256'])}): {_code(differ)}"
+    else:
+        said = f"unlocked install: {_code(lock.get('why', 'no lock recorded'))}"
+    name = cpu.get("model_name") or cpu.get("machine", "?")
+    return [f"Environment: {said}.", "", f"CPU: {_code(name)}, class {_code(cpu.get('class'))}."]
+
+
 def write_report(results, out_dir: Path, companions: tuple = ()) -> Path:
     """report.md: the mask-vs-surroundings table first, then claims, identities, every
     scenario with intervals, chance and the control beside it, failures, timings, figures.
@@ -441,6 +466,8 @@ def write_report(results, out_dir: Path, companions: tuple = ()) -> Path:
         f"dmbench {env['dmbench']}, Python {env['python']} on {env['machine']}, "
         f"device {env['device']}; packages: "
         + ", ".join(f"{k} {v}" for k, v in env["packages"].items()),
+        "",
+        *_lock_lines(env),
         "",
     ]
     report = out_dir / "report.md"

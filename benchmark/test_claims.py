@@ -110,31 +110,20 @@ def test_claim_rank1(claim, embedder, reconstruct, key) -> None:
     assert judgement.outcome == "pass", judgement
 
 
-RECORDED_NUMBERS = Path(__file__).resolve().parent.parent / "fixtures" / "default_run_numbers.json"
-
-
 @pytest.mark.claim
-def test_default_run_numbers_unchanged() -> None:
-    """A finished default run (``nox -s reproduce`` sets ``DMBENCH_RESULTS``) gives exactly
-    the recorded numbers: a refactor, a move or a new dependency must not change one. A
-    change meant to change them updates ``fixtures/default_run_numbers.json`` and says why."""
-    import json
+def test_recorded_run_numbers() -> None:
+    """The lfw run behind the claims (a finished one under ``DMBENCH_RESULTS``, as ``nox -s
+    reproduce`` sets it; else the claims' own run, CI's cold 60 identities) reproduces the
+    numbers recorded for its size (``fixtures/run_numbers_*.json``: 555 and 60 identities):
+    exactly on the CPU class and lock they were recorded with, within tolerance elsewhere
+    (benchmark/reproduction.py says which, and which identities differ). A change meant
+    to move a number re-records the file and says why."""
+    from benchmark.reproduction import RunNumbers, check
 
-    recorded = json.loads(RECORDED_NUMBERS.read_text())
-    given = os.environ.get("DMBENCH_RESULTS")
-    if not given:
-        pytest.skip("judges a finished run: set DMBENCH_RESULTS (nox -s reproduce does)")
-    results = load_results(Path(given))
-    profile = PROFILES[recorded["profile"]]
-    if results.profile != profile.name or not is_default_run(results, profile):
-        pytest.skip(f"the recorded numbers are of the default {profile.name} run")
-    changed = {
-        part: (digest, recorded["digests"].get(part))
-        for part, digest in results.number_digests().items()
-        if digest != recorded["digests"].get(part)
-    }
-    assert not changed, (
-        f"the default run's numbers changed in {sorted(changed)} "
-        f"(recorded {recorded['recorded']}; outcome then: {recorded['outcome']}, now: "
-        f"{results.counts['draw']['outcome']})"
-    )
+    if os.environ.get("DMBENCH_CLAIMS_PROFILE", "lfw") != "lfw":
+        pytest.skip("numbers are recorded for the lfw profile only")
+    verdict = check(RunNumbers.of(study_results("lfw")))
+    print(f"reproduction: {verdict.message}")
+    if verdict.outcome == "none":
+        pytest.skip(verdict.message)  # said plainly, in the -rA summary
+    assert verdict.outcome in {"exact", "tolerance"}, verdict.message

@@ -3,7 +3,9 @@
 * the backends in play, by role, and their public asset hashes (the manifest files they
   load and any file they derived from them), recorded and keyed;
 * construction from registry names;
-* the cache key: stage, backends, input, parameters and assets;
+* the cache key: stage, backends, input, parameters, assets and the code stamp (the
+  sources of the stage's module, its backends' modules and what they import, the
+  packages of the stages before it, the versions of the libraries they call);
 * a run's counts per status and its reasons, normalised one way (``reason_class``);
 * one atomic ``run.json`` writer, so a killed run leaves the old record or the new one.
 """
@@ -29,6 +31,7 @@ from benchmark.device import DevicePlan
 from benchmark.imageio import write_bytes_atomic
 from benchmark.pipeline.backend import Backend
 from benchmark.pipeline.registry import Registry
+from benchmark.provenance import CodeStamp
 
 
 def create_backends(
@@ -86,6 +89,8 @@ class Stage:
     """One stage's backends (by role), parameters, cache and asset hashes."""
 
     name: ClassVar[str]  # "prep" | "mask" | "recognize": the cache folder, run.json's stage
+    # The packages of the stages whose outputs this one reads: an edit there moves our keys.
+    upstream: ClassVar[tuple[str, ...]] = ()
     recipe: StageRecipe | None = None  # set by from_names; None: built from objects
 
     def __init__(
@@ -100,6 +105,10 @@ class Stage:
         self.cache = cache or Cache(enabled=False)
         self.asset_sha256 = asset_hashes(store or AssetStore(), self.backends.values())
         self.backend = "+".join(b.name for b in self.backends.values())  # names the outputs
+        self.code = CodeStamp.of(
+            [type(self).__module__, *(type(b).__module__ for b in self.backends.values())],
+            self.upstream,
+        )
 
     def remember(
         self,
@@ -132,6 +141,7 @@ class Stage:
             input_sha256=input_sha256,
             params=self.key_params() | more_params,
             asset_sha256=self.asset_sha256,
+            code=self.code.digest,
         )
 
     def record(self) -> dict[str, Any]:
@@ -143,6 +153,7 @@ class Stage:
             "backends": {role: b.name for role, b in self.backends.items()},
             "params": asdict(self.params) if is_dataclass(self.params) else self.params,
             "assets": self.asset_sha256,
+            "code": self.code.as_record(),
             "cache": {
                 "hits": self.cache.hits,
                 "misses": self.cache.misses,

@@ -13,13 +13,16 @@ from hypothesis import strategies as st
 
 from benchmark.cache import Cache, CacheWarning, cache_key
 from benchmark.errors import DmbenchError
+from benchmark.provenance import CodeStamp
 
+CODE = CodeStamp.of(["benchmark.cache"])
 BASE = dict(
     stage="prep",
     backend="yunet+mediapipe-mesh",
     input_sha256="a" * 64,
     params={"max_yaw": 20},
     asset_sha256={"yunet": {"x": "b" * 64}},
+    code="e" * 64,
 )
 
 
@@ -31,6 +34,7 @@ def test_key_depends_on_every_determinant() -> None:
         {**BASE, "input_sha256": "c" * 64},
         {**BASE, "params": {"max_yaw": 25}},
         {**BASE, "asset_sha256": {"yunet": {"x": "d" * 64}}},
+        {**BASE, "code": "f" * 64},
     ]
     keys = {cache_key(**v) for v in variants} | {cache_key(**BASE, version="9.9")}
     assert base not in keys and len(keys) == len(variants) + 1
@@ -43,7 +47,7 @@ def test_key_depends_on_every_determinant() -> None:
 )
 def test_round_trip(tmp_path_factory, record, blob) -> None:
     cache = Cache(tmp_path_factory.mktemp("c"))
-    cache.put("prep", "k" * 64, record, {"crop.png": blob})
+    cache.put("prep", "k" * 64, record, {"crop.png": blob}, code=CODE)
     entry = cache.get("prep", "k" * 64)
     assert entry is not None and entry.record == record and entry.files["crop.png"] == blob
 
@@ -54,17 +58,17 @@ def _entry_dir(cache: Cache, key: str) -> Path:
 
 def test_corrupt_meta_is_a_miss_and_is_rebuilt(tmp_path: Path) -> None:
     cache, key = Cache(tmp_path), "e" * 64
-    cache.put("prep", key, {"status": "kept"}, {"crop.png": b"png"})
+    cache.put("prep", key, {"status": "kept"}, {"crop.png": b"png"}, code=CODE)
     (_entry_dir(cache, key) / "meta.json").write_text("{not json")
     assert cache.get("prep", key) is None
     assert not _entry_dir(cache, key).exists()
-    cache.put("prep", key, {"status": "kept"}, {"crop.png": b"png"})
+    cache.put("prep", key, {"status": "kept"}, {"crop.png": b"png"}, code=CODE)
     assert cache.get("prep", key) is not None
 
 
 def test_tampered_file_is_a_miss(tmp_path: Path) -> None:
     cache, key = Cache(tmp_path), "f" * 64
-    cache.put("prep", key, {"status": "kept"}, {"crop.png": b"png"})
+    cache.put("prep", key, {"status": "kept"}, {"crop.png": b"png"}, code=CODE)
     (_entry_dir(cache, key) / "crop.png").write_bytes(b"truncated")
     assert cache.get("prep", key) is None
 
@@ -86,7 +90,7 @@ def test_partial_write_is_invisible(tmp_path: Path) -> None:
 
 def test_disabled_cache_reads_and_writes_nothing(tmp_path: Path) -> None:
     cache = Cache(tmp_path, enabled=False)
-    cache.put("prep", "1" * 64, {"a": 1})
+    cache.put("prep", "1" * 64, {"a": 1}, code=CODE)
     assert cache.get("prep", "1" * 64) is None
     assert not cache.root.exists()
 
@@ -94,7 +98,7 @@ def test_disabled_cache_reads_and_writes_nothing(tmp_path: Path) -> None:
 def test_stats_and_clear(tmp_path: Path) -> None:
     cache = Cache(tmp_path)
     for i in range(3):
-        cache.put("prep", f"{i}" * 64, {"i": i}, {"crop.png": b"x" * 10})
+        cache.put("prep", f"{i}" * 64, {"i": i}, {"crop.png": b"x" * 10}, code=CODE)
     stats = cache.stats()
     assert stats.entries == 3 and stats.by_stage == {"prep": 3} and stats.bytes > 30
     assert cache.clear() == 3 and cache.stats().entries == 0
@@ -107,14 +111,14 @@ def test_interrupted_write_leaves_nothing_and_counts_nothing(tmp_path: Path, mon
     import pytest
 
     cache = Cache(tmp_path)
-    cache.put("prep", "a" * 64, {"ok": 1})
+    cache.put("prep", "a" * 64, {"ok": 1}, code=CODE)
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(os, "replace", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        cache.put("prep", "b" * 64, {"ok": 2}, {"crop.png": b"x"})
+        cache.put("prep", "b" * 64, {"ok": 2}, {"crop.png": b"x"}, code=CODE)
     monkeypatch.undo()
     assert not list(cache.root.rglob(".tmp-*"))
     assert cache.get("prep", "b" * 64) is None
@@ -128,7 +132,7 @@ def test_a_record_flipped_into_other_valid_json_is_a_miss(tmp_path: Path) -> Non
     """One byte flipped inside the record (``kept`` → ``kepu``) keeps the JSON valid: the
     entry's own digest must catch it, or the flipped status becomes a result."""
     cache, key = Cache(tmp_path), "f" * 64
-    cache.put("prep", key, {"status": "kept"}, {"crop.png": b"png"})
+    cache.put("prep", key, {"status": "kept"}, {"crop.png": b"png"}, code=CODE)
     meta = _entry_dir(cache, key) / "meta.json"
     meta.write_text(meta.read_text().replace('"kept"', '"kepu"'))
     assert cache.get("prep", key) is None and not _entry_dir(cache, key).exists()
@@ -136,7 +140,7 @@ def test_a_record_flipped_into_other_valid_json_is_a_miss(tmp_path: Path) -> Non
 
 def test_an_entry_without_a_digest_is_rebuilt(tmp_path: Path) -> None:
     cache, key = Cache(tmp_path), "0" * 64
-    cache.put("prep", key, {"status": "kept"})
+    cache.put("prep", key, {"status": "kept"}, code=CODE)
     meta = _entry_dir(cache, key) / "meta.json"
     data = json.loads(meta.read_text())
     del data["digest"]  # written by an older dmbench, or stripped
@@ -146,7 +150,7 @@ def test_an_entry_without_a_digest_is_rebuilt(tmp_path: Path) -> None:
 
 def test_unwritable_cache_warns_once_and_keeps_reading(tmp_path: Path, monkeypatch) -> None:
     cache = Cache(tmp_path)
-    cache.put("prep", "1" * 64, {"status": "kept"})
+    cache.put("prep", "1" * 64, {"status": "kept"}, code=CODE)
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -154,7 +158,7 @@ def test_unwritable_cache_warns_once_and_keeps_reading(tmp_path: Path, monkeypat
     monkeypatch.setattr(tempfile, "mkdtemp", full)
     with pytest.warns(CacheWarning, match="No space left") as caught:
         for key in ("2", "3", "4"):
-            cache.put("prep", key * 64, {"status": "kept"})
+            cache.put("prep", key * 64, {"status": "kept"}, code=CODE)
     assert len(caught) == 1 and cache.write_failures == 3
     assert cache.get("prep", "1" * 64) is not None, "what it has is still read"
 
@@ -163,7 +167,7 @@ def test_clear_never_leaves_the_cache_root(tmp_path: Path) -> None:
     victim = tmp_path / "victim"
     victim.mkdir()
     cache = Cache(tmp_path / "c")
-    cache.put("prep", "5" * 64, {"status": "kept"})
+    cache.put("prep", "5" * 64, {"status": "kept"}, code=CODE)
     for stage in ("../../victim", str(victim), "..", "intermediates"):
         with pytest.raises(DmbenchError, match="unknown cache stage"):
             cache.clear(stage)

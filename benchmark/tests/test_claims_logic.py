@@ -169,7 +169,7 @@ def test_no_claim_passes_on_a_run_where_every_mask_failed(
 
 
 def test_number_digests_see_every_number_but_not_timings_or_the_data_folder() -> None:
-    """What test_default_run_numbers_unchanged compares: one changed rank-1 changes the
+    """What test_recorded_run_numbers compares: one changed rank-1 changes the
     scenarios' digest; timings, the environment and where the data lay do not count."""
     base = _results(555, {"Face2Face": 546})
     digests = base.number_digests()

@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchmark.cli import main
+from benchmark.provenance import CodeStamp
+
+CODE = CodeStamp.of(["benchmark.cache"])
 
 
 def test_assets_list_and_verify(capsys) -> None:
@@ -25,9 +28,17 @@ def test_cache_info_and_clear(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("DMBENCH_CACHE_DIR", str(tmp_path))
     from benchmark.cache import Cache
 
-    Cache().put("prep", "a" * 64, {"x": 1})
+    Cache().put("prep", "a" * 64, {"x": 1}, code=CODE)
+    stale = CodeStamp(CODE.modules, CODE.upstream, "0" * 64)  # as older code stamped it
+    Cache().put("prep", "b" * 64, {"x": 2}, code=stale)
     assert main(["cache", "info"]) == 0
-    assert "entries: 1" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "entries: 2" in out and "unreachable: 1" in out
+    assert main(["cache", "prune"]) == 0
+    assert "pruned 1 " in capsys.readouterr().out
+    assert Cache().get("prep", "a" * 64) is not None and Cache().get("prep", "b" * 64) is None
+    assert main(["cache", "info", "--json"]) == 0
+    assert '"unreachable": 0' in capsys.readouterr().out
     assert main(["cache", "clear", "--yes"]) == 0
     assert "removed 1" in capsys.readouterr().out
 
@@ -44,7 +55,7 @@ def test_cache_clear_prompt_takes_ctrl_d_as_no(tmp_path: Path, monkeypatch, caps
     from benchmark.cache import Cache
 
     monkeypatch.setenv("DMBENCH_CACHE_DIR", str(tmp_path))
-    Cache().put("prep", "a" * 64, {"x": 1})
+    Cache().put("prep", "a" * 64, {"x": 1}, code=CODE)
     monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
 
     def ctrl_d(prompt: str = "") -> str:

@@ -4,44 +4,147 @@ counts and reasons normalised one way, one atomic run.json writer."""
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from benchmark import __version__
+from benchmark import provenance
 from benchmark.assets import AssetStore
+from benchmark.cache import Cache
 from benchmark.pipeline.mask.stage import MaskStage, run_mask
+from benchmark.pipeline.mask.utility import UtilityStage
 from benchmark.pipeline.prep.stage import PrepStage, run_prep
 from benchmark.pipeline.recognize.stage import RecognizeStage
 from benchmark.pipeline.stage_base import Stage, count_reasons, reason_class
 
-# Cache keys of an all-zero input, recorded before the stages moved onto one base
-# (dmbench 0.1.0, commit 9b52e76). A key that changes orphans every cached result, so a
-# change here must be deliberate (a new parameter, a new version) and say why.
-KEYS_0_1_0 = {
-    "prep": "5114bb8b6bcb2b5cb670b47ef764233345ddf623a48814abd1b940e33f2c5630",
-    "mask": "0454a2cccb1777538e3080b418fb5dc27444c2409ed599076dcb5cdd9524ec28",
-    "mask sfm-eos": "bba49edfc00334fd6d1451f57e709d196e3d9c8a9a977eca690b920419714a68",
-    "mask blank": "2ebeb95d0dfce1d2c9058ce46de0735b5497c4d125bbdeb97f11b16ddea41326",
-    "recognize sface": "c82866719ba234d2b7295ace83ae21147bee50cd18e77fdf32c004c1bc40f459",
-    "recognize dlib aligned": "c03af0e2ce7b42e1ee134a9dc317ce6e7fce6a08ca3fe5c93aa977445d1eaad8",
-}
+ZEROS, ONES = "0" * 64, "1" * 64
 
 
-@pytest.mark.skipif(__version__ != "0.1.0", reason="keys recorded for dmbench 0.1.0")
-def test_cache_keys_did_not_move(store: AssetStore) -> None:
-    zeros, ones = "0" * 64, "1" * 64
-    keys = {
-        "prep": PrepStage.from_names(store=store).key(zeros),
-        "mask": MaskStage.from_names(store=store).key(zeros),
-        "mask sfm-eos": MaskStage.from_names("sfm-eos", store=store).key(zeros),
-        "mask blank": MaskStage.for_control("blank", store=store).key(zeros),
-        "recognize sface": RecognizeStage.from_names("sface", store=store).key(zeros),
+def _keys(store: AssetStore) -> dict[str, str]:
+    """The key of an all-zero input in every stage, as a run builds them."""
+    return {
+        "prep": PrepStage.from_names(store=store).key(ZEROS),
+        "prep retinaface": PrepStage.from_names("retinaface-caffe", store=store).key(ZEROS),
+        "mask": MaskStage.from_names(store=store).key(ZEROS),
+        "mask sfm-eos": MaskStage.from_names("sfm-eos", store=store).key(ZEROS),
+        "mask blank": MaskStage.for_control("blank", store=store).key(ZEROS),
+        "recognize sface": RecognizeStage.from_names("sface", store=store).key(ZEROS),
         "recognize dlib aligned": RecognizeStage.from_names("dlib-resnet", store=store).key(
-            zeros, ones
+            ZEROS, ONES
         ),
+        "utility": UtilityStage.from_names(store=store).key(ZEROS),
     }
-    assert keys == KEYS_0_1_0
+
+
+@pytest.fixture
+def editable_code(tmp_path: Path, monkeypatch) -> Iterator[Path]:
+    """A copy of the package's sources that the code stamps read instead of the installed
+    ones, so a test can edit a module the way a researcher edits a backend."""
+    copy = tmp_path / "benchmark"
+    shutil.copytree(provenance._ROOT, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(provenance, "_ROOT", copy)
+    provenance.forget()
+    yield copy
+    provenance.forget()
+
+
+def _edit(root: Path, relative: str) -> None:
+    path = root / relative
+    path.write_text(path.read_text() + "\n# a researcher's local edit\n")
+    provenance.forget()
+
+
+def _moved(before: dict[str, str], after: dict[str, str]) -> set[str]:
+    return {name for name in before if before[name] != after[name]}
+
+
+def test_the_same_code_gives_the_same_keys(store: AssetStore, editable_code: Path) -> None:
+    before = _keys(store)
+    provenance.forget()
+    assert _keys(store) == before
+    assert len(set(before.values())) == len(before)
+
+
+@pytest.mark.parametrize(
+    ("module", "moves"),
+    [
+        # A backend: its own keys, and those of every stage that reads its outputs.
+        (
+            "pipeline/mask/sfm_eos.py",
+            {"mask sfm-eos", "recognize sface", "recognize dlib aligned", "utility"},
+        ),
+        ("pipeline/prep/detectors.py", "all"),
+        ("pipeline/recognize/sface.py", {"recognize sface"}),
+        ("pipeline/recognize/dlib_resnet.py", {"recognize dlib aligned"}),
+        # A stage's module: its keys and every stage downstream.
+        ("pipeline/prep/stage.py", "all"),
+        (
+            "pipeline/mask/stage.py",
+            {
+                "mask",
+                "mask sfm-eos",
+                "mask blank",
+                "recognize sface",
+                "recognize dlib aligned",
+                "utility",
+            },
+        ),
+        ("pipeline/recognize/stage.py", {"recognize sface", "recognize dlib aligned"}),
+        # A shared helper every stage imports.
+        ("cache.py", "all"),
+        ("imageio.py", "all"),
+        # Modules that compute nothing a stage caches: no key moves.
+        ("report.py", set()),
+        ("report_html.py", set()),
+        ("cli.py", set()),
+        ("study.py", set()),
+        ("leaderboard.py", set()),
+    ],
+)
+def test_an_edit_moves_the_keys_of_the_code_it_touches_and_downstream(
+    store: AssetStore, editable_code: Path, module: str, moves: set[str] | str
+) -> None:
+    before = _keys(store)
+    _edit(editable_code, module)
+    after = _keys(store)
+    assert _moved(before, after) == (set(before) if moves == "all" else moves)
+
+
+def test_a_library_version_moves_the_keys_of_the_stages_that_call_it(
+    store: AssetStore, editable_code: Path, monkeypatch
+) -> None:
+    import importlib.metadata
+
+    before = _keys(store)
+    real = importlib.metadata.version
+
+    def other_onnxruntime(name: str) -> str:
+        return "0.0.1" if name == "onnxruntime" else real(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", other_onnxruntime)
+    provenance.forget()
+    after = _keys(store)
+    # Every stage runs an ONNX model or imports the module that loads them.
+    assert _moved(before, after) == set(before)
+    stamp = provenance.closure(["benchmark.pipeline.recognize.sface"])
+    assert {"cv2", "numpy", "onnxruntime"} <= set(stamp[1])
+    assert "ray" not in stamp[1] and "tqdm" not in stamp[1]  # schedule and report only
+
+
+def test_an_entry_of_edited_code_is_a_miss_and_prunable(
+    store: AssetStore, editable_code: Path, tmp_path: Path
+) -> None:
+    cache = Cache(tmp_path / "cache")
+    stage = RecognizeStage.from_names("sface", store=store, cache=cache)
+    cache.put("recognize", stage.key(ZEROS), {"reason": ""}, code=stage.code)
+    assert cache.stats().unreachable == 0
+    _edit(editable_code, "pipeline/recognize/sface.py")
+    edited = RecognizeStage.from_names("sface", store=store, cache=cache)
+    assert cache.get("recognize", edited.key(ZEROS)) is None  # recomputed, never stale
+    assert cache.stats().unreachable == 1
+    assert cache.prune() == 1 and cache.stats().entries == 0
 
 
 def test_every_stage_is_built_by_names_on_one_base(store: AssetStore) -> None:

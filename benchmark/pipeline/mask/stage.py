@@ -165,6 +165,7 @@ class MaskStage(Stage):
     plug-in (``<plug-in>+<cut>``) or a folder of images made elsewhere."""
 
     name = STAGE
+    upstream = ("benchmark.pipeline.prep",)
 
     def __init__(
         self,
@@ -327,6 +328,7 @@ class MaskStage(Stage):
             key,
             {"status": result.status, "reason": result.reason, "info": result.info},
             files,
+            code=self.code,
         )
 
     def _well_formed(self, crop: np.ndarray) -> bool:

@@ -54,6 +54,7 @@ class UtilityStage(Stage):
     """Utility measures of (photo, anonymized image) pairs, through the cache."""
 
     name = STAGE
+    upstream = ("benchmark.pipeline.prep", "benchmark.pipeline.mask")
 
     def __init__(
         self,
@@ -107,7 +108,7 @@ class UtilityStage(Stage):
         out = []
         for photo, anonymized, key in items:
             measured = self.measure(photo, anonymized)
-            self.cache.put(STAGE, key, measured)
+            self.cache.put(STAGE, key, measured, code=self.code)
             out.append(measured)
         return out
 

@@ -244,7 +244,7 @@ class PrepStage(Stage):
         if result.crop is not None:
             result.crop_png = encode_png(result.crop)
         files = {"crop.png": result.crop_png} if result.crop_png is not None else {}
-        self.cache.put(STAGE, key, result.record(), files)
+        self.cache.put(STAGE, key, result.record(), files, code=self.code)
         return result
 
     def _compute(self, frame: Frame, data: bytes) -> FrameResult:

@@ -58,6 +58,7 @@ class RecognizeStage(Stage):
     """One embedder over many images, through the cache, in batches."""
 
     name = STAGE
+    upstream = ("benchmark.pipeline.prep", "benchmark.pipeline.mask")
 
     def __init__(
         self,
@@ -209,7 +210,11 @@ class RecognizeStage(Stage):
                 files["vector.npy"] = buffer.getvalue()
             if not result.reason.startswith("embedder failed"):
                 self.cache.put(
-                    STAGE, key, {"reason": result.reason, "det_score": result.det_score}, files
+                    STAGE,
+                    key,
+                    {"reason": result.reason, "det_score": result.det_score},
+                    files,
+                    code=self.code,
                 )
         return results
 
