@@ -42,7 +42,7 @@ from typing import Literal
 
 from benchmark.errors import AssetError, OutputError
 from benchmark.imageio import write_bytes_atomic
-from benchmark.settings import cache_root, manifest_dir, offline
+from benchmark.settings import cache_root, manifest_dir, offline, progress_bars
 
 ASSET_PATH_ENV = "DMBENCH_ASSET_PATH"
 _HASH_CHUNK = 1 << 20
@@ -618,7 +618,7 @@ class AssetStore:
                     known_hash=known,
                     fname=target.name,
                     path=target.parent,
-                    progressbar=_progress_enabled(),
+                    progressbar=progress_bars(),
                 )
             except Exception as exc:
                 errors.append(f"{url}: {exc}")
@@ -766,7 +766,3 @@ class AssetStore:
             digest = _digest(path) if path is not None else ""
             digests[entry.path] = f"tofu:{digest}" if digest and not entry.sha256 else digest
         return digests
-
-
-def _progress_enabled() -> bool:
-    return os.environ.get("DMBENCH_PROGRESS", "1") != "0"

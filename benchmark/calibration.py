@@ -34,7 +34,7 @@ from benchmark.pipeline.prep.rules import (
     OneFaceRule,
     load_detector_rules,
 )
-from benchmark.settings import cache_root
+from benchmark.settings import cache_root, progress_bars
 
 if TYPE_CHECKING:
     from benchmark.assets import AssetStore
@@ -411,7 +411,6 @@ def format_report(cal: Calibration) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m benchmark.calibration``: rerun the calibration, print it, write the TOML."""
-    import os
 
     from benchmark.assets import AssetStore
     from benchmark.datasets import resolve_dataset
@@ -435,7 +434,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-cache", action="store_true", help="recompute every score")
     args = parser.parse_args(argv)
 
-    progress = os.environ.get("DMBENCH_PROGRESS", "1") != "0"
+    progress = progress_bars()
     store = AssetStore()
     dataset = resolve_dataset(args.dataset, store)
     names = args.detector or [n for n in DETECTORS.names() if n != REFERENCE_DETECTOR]

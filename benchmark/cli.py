@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from benchmark import __version__
 from benchmark.cache import STAGES
 from benchmark.device import DevicePlan
 from benchmark.errors import DmbenchError, UsageError
 from benchmark.pipeline.executor import EXECUTORS, Executor, check_workers, make_executor
+from benchmark.settings import progress_bars
 
 
 def cmd_assets(args: argparse.Namespace) -> int:
@@ -198,7 +200,9 @@ def _prep(args: argparse.Namespace, dataset_spec: str, out: Path):
     out = ensure_folder(out, "--out folder")
     with _executor(args) as executor:
         lazy = args.selection == "lazy"
-        run = run_prep(dataset, out, stage, progress=not args.quiet, lazy=lazy, executor=executor)
+        run = run_prep(
+            dataset, out, stage, progress=progress_bars(args.quiet), lazy=lazy, executor=executor
+        )
     counts = run.counts()
     print(
         f"prep {stage.backend} on {dataset.name} ({len(dataset.identities())} identities, "
@@ -213,7 +217,12 @@ def _prep(args: argparse.Namespace, dataset_spec: str, out: Path):
 
 
 def cmd_prep(args: argparse.Namespace) -> int:
-    _prep(args, args.dataset, Path(args.out))
+    run = _prep(args, args.dataset, Path(args.out))
+    if not run.counts().get("kept"):
+        raise DmbenchError(
+            f"{run.out_dir}: nothing usable: no frame of {len(run.results)} was kept "
+            "(their reasons are in frames.csv)"
+        )
     return 0
 
 
@@ -232,6 +241,12 @@ def _mask(args: argparse.Namespace, run_dir: Path) -> None:
         "device": DevicePlan.parse(args.device),
         "cache": Cache(enabled=not args.no_cache),
     }
+    # The prep run's tables are read before anything is written: a bad one writes nothing.
+    if not (run_dir / "frames.csv").exists():
+        raise DmbenchError(
+            f"{run_dir}: no frames.csv; run `dmbench prep DATASET --out {run_dir}` first"
+        )
+    layout, selections = read_layout(run_dir), read_selection(run_dir)
     chosen = [o for o in ("control", "anonymizer", "anonymized") if getattr(args, o)]
     if len(chosen) > 1:
         raise UsageError(f"choose one of --{' or --'.join(chosen)}, not {len(chosen)}")
@@ -245,7 +260,7 @@ def _mask(args: argparse.Namespace, run_dir: Path) -> None:
         **common,
     )
     with _executor(args) as executor:
-        run = run_mask(run_dir, stage, progress=not args.quiet, executor=executor)
+        run = run_mask(run_dir, stage, progress=progress_bars(args.quiet), executor=executor)
     counts = run.counts()
     print(
         f"mask {stage.backend}: masked {counts.get('masked', 0)}, failed "
@@ -254,17 +269,23 @@ def _mask(args: argparse.Namespace, run_dir: Path) -> None:
     )
     for reason, count in list(run.reasons().items())[:8]:
         print(f"  {count:6d}  {reason}")
-    if counts.get("masked"):
-        sheet = contact_sheet(run_dir, run, run.out_dir / "contact_sheet.png")
-        print(f"contact sheet: {sheet}")
-        protocol = "cross-session" if single_frame_layout(read_layout(run_dir)) else "same-session"
-        summary = probe_mask_run(run, read_selection(run_dir), protocol, args.seed)
-        if summary is not None:
-            print(f"geometry-only re-identification ({protocol}): {summary.describe()}")
-            write_bytes_atomic(
-                run.out_dir / "leakage_probe.json",
-                json.dumps({"protocol": protocol, **summary.__dict__}, indent=2).encode(),
-            )
+    if not counts.get("masked"):
+        raise DmbenchError(
+            f"{run.out_dir}: nothing usable: no crop of {len(run.frames)} was masked "
+            "(their reasons are in masks.csv)"
+        )
+    sheet = contact_sheet(run_dir, run, run.out_dir / "contact_sheet.png")
+    print(f"contact sheet: {sheet}")
+    protocol = "cross-session" if single_frame_layout(layout) else "same-session"
+    summary = probe_mask_run(run, selections, protocol, args.seed)
+    if summary is not None:
+        print(f"geometry-only re-identification ({protocol}): {summary.describe()}")
+        write_bytes_atomic(
+            run.out_dir / "leakage_probe.json",
+            json.dumps(
+                {"protocol": protocol, **summary.__dict__}, indent=2, allow_nan=False
+            ).encode(),
+        )
 
 
 def cmd_mask(args: argparse.Namespace) -> int:
@@ -295,7 +316,7 @@ def _study(args: argparse.Namespace, profile, default_out: str):
         identities=args.identities,
         device=args.device,
         use_cache=not args.no_cache,
-        progress=not args.quiet,
+        progress=progress_bars(args.quiet),
         lazy_selection=args.selection == "lazy",
         workers=args.workers,
         executor=args.executor,
@@ -542,8 +563,57 @@ def _workers(value: str) -> int:
         raise argparse.ArgumentTypeError(f"{value!r}: {exc}") from None
 
 
+def _whole(minimum: int, what: str = "a whole number"):
+    """An argparse type: an integer of at least ``minimum``."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not {what}") from None
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {number}")
+        return number
+
+    return parse
+
+
+def _seed(value: str) -> int:
+    number = _whole(0, "a seed (a whole number ≥ 0)")(value)
+    if number >= 2**32:
+        raise argparse.ArgumentTypeError(f"a seed must be below 2**32, not {number}")
+    return number
+
+
+def _between(low: float, high: float):
+    """An argparse type: a finite number from ``low`` to ``high`` (NaN and inf refused:
+    a NaN threshold compares false and switches its filter off)."""
+
+    def parse(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+        if not math.isfinite(number) or not low <= number <= high:
+            raise argparse.ArgumentTypeError(
+                f"must be a finite number from {low:g} to {high:g}, not {value}"
+            )
+        return number
+
+    return parse
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as every other error: one line, ``dmbench: error: ...``, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("dmbench").strip()
+        where = f"{command}: " if command else ""
+        self.exit(2, f"dmbench: error: {where}{message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dmbench", description=__doc__)
+    parser = _Parser(prog="dmbench", description=__doc__)
     parser.add_argument("--version", action="version", version=f"dmbench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -563,11 +633,11 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("name", help="lfw, youtube-faces, or a folder")
     data.add_argument(
         "--identities",
-        type=int,
+        type=_whole(1),
         default=None,
         help="fetch only this many identities (with ≥ 2 photos), drawn with --seed",
     )
-    data.add_argument("--seed", type=int, default=42)
+    data.add_argument("--seed", type=_seed, default=42)
     data.set_defaults(func=cmd_data)
 
     cache = sub.add_parser(
@@ -621,15 +691,15 @@ def build_parser() -> argparse.ArgumentParser:
         add_workers(p)
         p.add_argument(
             "--identities",
-            type=int,
+            type=_whole(1),
             default=None,
             help="draw this many identities (seeded) instead of all",
         )
-        p.add_argument("--seed", type=int, default=42)
+        p.add_argument("--seed", type=_seed, default=42)
         defaults = PrepParams()
         p.add_argument(
             "--min-best-score",
-            type=float,
+            type=_between(0, 1),
             default=defaults.min_best_score,
             help="keep a frame only if its best face scores above this (default: the "
             "detector's calibrated value in benchmark/specs/detectors.toml; the original's "
@@ -637,13 +707,13 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument(
             "--other-face-score",
-            type=float,
+            type=_between(0, 1),
             default=defaults.other_face_score,
             help="... and exactly one face scores at least this (default: the detector's "
             "calibrated value; the original's 0.1 for retinaface-caffe)",
         )
-        p.add_argument("--max-yaw", type=float, default=defaults.max_yaw)
-        p.add_argument("--max-pitch", type=float, default=defaults.max_pitch)
+        p.add_argument("--max-yaw", type=_between(0, 180), default=defaults.max_yaw)
+        p.add_argument("--max-pitch", type=_between(0, 180), default=defaults.max_pitch)
         p.add_argument(
             "--selection",
             choices=["exhaustive", "lazy"],
@@ -695,7 +765,7 @@ def build_parser() -> argparse.ArgumentParser:
     mask.add_argument("run_dir", help="a folder written by `dmbench prep`")
     mask.add_argument("--device", default="cpu", type=_device_spec, help=DEVICE_HELP)
     add_workers(mask)
-    mask.add_argument("--seed", type=int, default=42)
+    mask.add_argument("--seed", type=_seed, default=42)
     mask.add_argument("--no-cache", action="store_true")
     mask.add_argument("--quiet", action="store_true")
     add_mask_options(mask)
@@ -715,7 +785,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", default=None, help=out_help)
         p.add_argument(
             "--identities",
-            type=int,
+            type=_whole(1),
             default=None,
             help="score this many VALID identities, drawing (seeded) until that many are "
             "valid or the data run out (default: the profile's: lfw 555, paper all)",
@@ -764,7 +834,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument(
         "--attacker-people",
-        type=int,
+        type=_whole(0),
         default=1000,
         metavar="N",
         help="train the adaptive attacker on N identities of lfw-train (one photo each, "
@@ -818,7 +888,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except DmbenchError as exc:
-        print(f"dmbench: error: {exc}", file=sys.stderr)
+        # One line, whatever the message: its lines (an asset's how-to-obtain) joined.
+        message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        print(f"dmbench: error: {message}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("dmbench: interrupted; finished work is in the cache", file=sys.stderr)
@@ -830,5 +902,14 @@ def main(argv: list[str] | None = None) -> int:
         return 141
 
 
-if __name__ == "__main__":
+def entry() -> None:
+    """The ``dmbench`` command: ``main`` with native libraries' log lines filtered from the
+    console (benchmark/console.py)."""
+    from benchmark.console import quiet_native_logs
+
+    quiet_native_logs()
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

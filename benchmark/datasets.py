@@ -178,7 +178,8 @@ class Dataset:
             root=self.root,
             layout=self.layout,
             frames=frames,
-            problems=[p for p in self.problems if p[0].split("/")[0] in keep],
+            # an identity's problems go with it; those of the folder itself stay
+            problems=[p for p in self.problems if "/" not in p[0] or p[0].split("/")[0] in keep],
             expected_sha256=self.expected_sha256,
             labels={f.rel: self.labels[f.rel] for f in frames if f.rel in self.labels},
         )
@@ -212,6 +213,8 @@ def _not_a_file(entry: os.DirEntry) -> str | None:
             return "a symbolic link loop"
         return f"unreadable ({exc.strerror or exc})"
     if entry.is_symlink():
+        if os.path.exists(entry.path):  # a link to /dev/zero, say: it leads somewhere
+            return "a link to a special file (device, pipe or socket)"
         return "a broken symbolic link"
     return "a special file (device, pipe or socket)"
 
@@ -408,6 +411,7 @@ def _read(root: Path, base: Path, layout: _Layout) -> _Read:
     out = _Read()
     prefix = _rel_prefix(root, base)
     identities = _identities(base)
+    _not_identities(base, prefix, layout, out)
     for identity in identities:
         name = identity.name
         if _bad_name(identity, "", prefix, out):
@@ -423,6 +427,25 @@ def _read(root: Path, base: Path, layout: _Layout) -> _Read:
     if layout.labels:
         _orphan_labels(base, {identity.name for identity in identities}, prefix, out)
     return out
+
+
+def _not_identities(base: Path, prefix: str, layout: _Layout, out: _Read) -> None:
+    """Record every entry beside the identity folders that is not one (a file, a broken
+    link, a link loop, a hidden or odd name): counted and named in the run, never skipped
+    without a word. YouTube Faces' label files are expected there."""
+    with os.scandir(base) as listing:
+        entries = _by_name(listing)
+    for entry in entries:
+        if layout.labels and entry.name.endswith(YTF_LABEL_SUFFIX):
+            continue
+        kind = _not_a_file(entry)
+        if entry.name.startswith("."):
+            why = "a hidden entry, not read as an identity"
+        elif kind == "a folder":
+            continue
+        else:
+            why = f"{kind or 'a file'}, not an identity folder"
+        out.problem(entry.name, f"{prefix}{entry.name}: {why}")
 
 
 def _accept(entry: os.DirEntry, folder: str, layout: _Layout, what: str) -> tuple[object, str]:

@@ -51,6 +51,11 @@ class RunTableError(DmbenchError):
     """A run folder's table is malformed or names a path outside the run folder."""
 
 
+class ResultsFileError(DmbenchError):
+    """A results.json that this dmbench cannot read: not JSON, another schema_version, or
+    against benchmark/specs/results.schema.json. Refused before anything is written."""
+
+
 class MaskFailure(DmbenchError):
     """A mask cannot be made for this crop; the stage records ``reason`` and writes nothing.
 

@@ -18,7 +18,7 @@ import io
 import os
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -248,6 +248,38 @@ def atomic_writer(path: Path, mode: str = "w", **kwargs) -> Iterator[IO]:
         raise OutputError(f"cannot write {path}: {_os_reason(exc)}") from exc
     finally:
         if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def write_files_atomic(folder: Path, files: Mapping[str, bytes]) -> None:
+    """Write several files of one folder as one step: every one goes to a temporary file
+    first, and only when all are written are they renamed into place. A name that is a
+    folder is refused before anything is written; a name that is a link is replaced by
+    the file, never written through. On failure no file of ``files`` has changed, unless a
+    rename itself fails (then the ones before it are new, each still whole)."""
+    folder = Path(folder)
+    _make_folder(folder, "folder")
+    for name in files:
+        target = folder / name
+        if target.is_dir() and not target.is_symlink():
+            raise OutputError(f"cannot write {target}: it is a folder, not a file")
+    pending: list[tuple[str, Path]] = []
+    target = folder
+    try:
+        for name, data in files.items():
+            target = folder / name
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=target.suffix)
+            pending.append((tmp, target))
+            os.fchmod(fd, _FILE_MODE)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+        for tmp, target in list(pending):
+            os.replace(tmp, target)
+            pending.remove((tmp, target))
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {_os_reason(exc)}") from exc
+    finally:
+        for tmp, _ in pending:
             Path(tmp).unlink(missing_ok=True)
 
 

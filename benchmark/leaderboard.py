@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.imageio import write_bytes_atomic
+from benchmark.report_html import md_code, md_text
 from benchmark.stats import wilson
 
 ATTACKS = {"Mask2Face": "Overlay2Face", "Mask2Mask": "Overlay2Overlay"}
@@ -169,7 +170,8 @@ def utility_lines(rows: list[dict[str, Any]], utility: dict[str, dict[str, Any]]
         if kept is None:
             continue
         lines.append(
-            f"| `{row['anonymizer']}` | {_pct(row['rank1'])} | {_pct(kept['anonymized_rate'])} | "
+            f"| {md_code(row['anonymizer'])} | {_pct(row['rank1'])} | "
+            f"{_pct(kept['anonymized_rate'])} | "
             f"{_pct(kept['detected_rate'])} | {_num(kept['nme_mediapipe_median'])} "
             f"({kept['nme_mediapipe_n']}) | {_num(kept['nme_dlib68_median'])} | "
             f"{_num(kept['yaw_diff_mean'], 1)} / {_num(kept['pitch_diff_mean'], 1)} / "
@@ -238,9 +240,10 @@ def markdown(rows: list[dict[str, Any]], utility: dict[str, dict[str, Any]] | No
     ]
     for row in strongest_attacks(rows):
         lines.append(
-            f"| `{row['anonymizer']}` | {row['kind']} | {_pct(row['rank1'])} "
+            f"| {md_code(row['anonymizer'])} | {md_text(row['kind'])} | {_pct(row['rank1'])} "
             f"[{_pct(row['ci_low'])}, {_pct(row['ci_high'])}] | {_pct(row['chance'])} | "
-            f"{row['attack']} ({row['alignment']}) | `{row['embedder']}` | {row['n']} |"
+            f"{md_text(row['attack'])} ({md_text(row['alignment'])}) | "
+            f"{md_code(row['embedder'])} | {row['n']} |"
         )
     gains = adaptive_gains(rows)
     if gains:
@@ -258,10 +261,12 @@ def markdown(rows: list[dict[str, Any]], utility: dict[str, dict[str, Any]] | No
         for name, gain in gains.items():
             fixed, best = gain["fixed"], gain["adaptive"]
             lines.append(
-                f"| `{name}` | {_pct(fixed['rank1'])} ({fixed['attack']}, {fixed['alignment']}, "
-                f"`{fixed['embedder']}`) | {_pct(best['rank1'])} [{_pct(best['ci_low'])}, "
-                f"{_pct(best['ci_high'])}] ({best['attack']}, {best['alignment']}, "
-                f"`{best['embedder']}`) | {100 * gain['gain']:+.1f} points |"
+                f"| {md_code(name)} | {_pct(fixed['rank1'])} ({md_text(fixed['attack'])}, "
+                f"{md_text(fixed['alignment'])}, "
+                f"{md_code(fixed['embedder'])}) | {_pct(best['rank1'])} [{_pct(best['ci_low'])}, "
+                f"{_pct(best['ci_high'])}] ({md_text(best['attack'])}, "
+                f"{md_text(best['alignment'])}, "
+                f"{md_code(best['embedder'])}) | {100 * gain['gain']:+.1f} points |"
             )
     if utility:
         lines += ["", *utility_lines(rows, utility), "![privacy and utility](privacy_utility.png)"]
@@ -274,8 +279,9 @@ def markdown(rows: list[dict[str, Any]], utility: dict[str, dict[str, Any]] | No
     ]
     for row in rows:
         lines.append(
-            f"| `{row['anonymizer']}` | {row['kind']} | `{row['embedder']}` | {row['attack']} | "
-            f"{row['alignment']} | {_pct(row['rank1'])} [{_pct(row['ci_low'])}, "
+            f"| {md_code(row['anonymizer'])} | {md_text(row['kind'])} | "
+            f"{md_code(row['embedder'])} | {md_text(row['attack'])} | "
+            f"{md_text(row['alignment'])} | {_pct(row['rank1'])} [{_pct(row['ci_low'])}, "
             f"{_pct(row['ci_high'])}] | {_pct(row['chance'])} | {row['n']} |"
         )
     return "\n".join(lines) + "\n"
@@ -292,7 +298,7 @@ def write_leaderboard(results: Any, out_dir: Path) -> dict[str, Path]:
     utility = getattr(results, "utility", {}) or {}
     files = {
         "json": (
-            json.dumps({"rows": rows, "utility": utility}, indent=1),
+            json.dumps({"rows": rows, "utility": utility}, indent=1, allow_nan=False),
             out_dir / "leaderboard.json",
         ),
         "csv": (text.getvalue(), out_dir / "leaderboard.csv"),

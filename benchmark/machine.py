@@ -40,6 +40,13 @@ def lock_pins(path: Path) -> dict[str, str]:
     return pins
 
 
+def lock_digest(path: Path) -> str:
+    """sha256 of what a lock pins: its requirement lines, hashes included, without its
+    comments or blank lines (a regenerated lock whose "# via" notes moved pins the same)."""
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    return hashlib.sha256("\n".join(line for line in lines if line).encode()).hexdigest()
+
+
 def _installed() -> dict[str, str]:
     return {_normal(d.metadata["Name"]): d.version for d in metadata.distributions()}
 
@@ -66,7 +73,7 @@ def lock_status(name: str | None = None) -> dict[str, Any]:
         }
         status = {
             "lock": candidate,
-            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "sha256": lock_digest(path),
             "pins": len(pins),
             "differ": differ,
         }

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 import zlib
@@ -44,6 +43,7 @@ from benchmark.pipeline.mask.face_region import (
     reference_81_like_hull,
 )
 from benchmark.pipeline.mask.types import CUTS, FaceCut, MaskFailure, hull_region
+from benchmark.settings import progress_bars
 
 DLIB_68_ASSET = ("dlib-face-recognition-models", "models/shape_predictor_68_face_landmarks.dat")
 DEFAULT_CUTS = ("mediapipe-forehead", "mediapipe-hull")
@@ -229,14 +229,10 @@ def lfw_dev_crops(store: AssetStore, info: dict) -> Iterator[tuple[str, np.ndarr
         result = stage.run_frame(frame)
         status[result.status] += 1
         info["prep_status"] = dict(status)
-        if _progress() and n % 250 == 0:
+        if progress_bars() and n % 250 == 0:
             print(f"prep {n}/{len(dataset.frames)}: {dict(status)}", file=sys.stderr, flush=True)
         if result.status == "kept" and result.crop is not None:
             yield frame.identity, result.crop
-
-
-def _progress() -> bool:
-    return os.environ.get("DMBENCH_PROGRESS", "1") != "0"
 
 
 def run(store: AssetStore, cut_names: Sequence[str], calibrate: bool = True) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +11,12 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from benchmark.claims import claim_records
-from benchmark.imageio import write_bytes_atomic
+from benchmark.errors import DmbenchError
+from benchmark.imageio import write_bytes_atomic, write_files_atomic
 from benchmark.pipeline.mask.stage import VARIANTS, MaskRun
-from benchmark.report_html import write_html_report
+from benchmark.report_html import html_report
+from benchmark.report_html import md_code as _code
+from benchmark.report_html import md_text as _text
 
 
 def contact_sheet(
@@ -99,6 +103,8 @@ def _plt():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    # Labels hold names from the data: never read as mathtext (a "$" could not crash a chart).
+    plt.rcParams["text.parse_math"] = False
     return plt
 
 
@@ -106,7 +112,7 @@ def _controls(results) -> list[str]:
     return list(results.config.get("control_sources", []))
 
 
-def bar_chart(results, out: Path) -> Path:
+def bar_chart(results) -> bytes:
     """Fig. 1-style bars: Mask2Face vs Mask2Mask per embedder, the paper's values, and the
     blank control's bars (scored with the photo's face geometry) beside the mask's."""
     from benchmark.stats import wilson
@@ -171,18 +177,23 @@ def bar_chart(results, out: Path) -> Path:
         fontsize=8,
     )
     ax.legend(fontsize=8)
-    return _save(plt, fig, out)
+    return _png(plt, fig)
 
 
-def _save(plt, fig, out: Path) -> Path:
-    """Every chart's last step: lay out, write the PNG, free the figure."""
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+def _png(plt, fig) -> bytes:
+    """Every chart's last step: lay out, draw the PNG in memory, free the figure (written
+    by ``write_report`` with the rest, so a chart is never half a file, nor written
+    through a link)."""
+    buffer = io.BytesIO()
+    try:
+        fig.tight_layout()
+        fig.savefig(buffer, format="png", dpi=110)
+    finally:
+        plt.close(fig)
+    return buffer.getvalue()
 
 
-def cmc_chart(results, out: Path) -> Path:
+def cmc_chart(results) -> bytes:
     plt = _plt()
     embedders = results.config["profile"]["embedders"]
     fig, axes = plt.subplots(1, len(embedders), figsize=(5 * len(embedders), 3.6), squeeze=False)
@@ -206,7 +217,7 @@ def cmc_chart(results, out: Path) -> Path:
         ax.set_ylabel("identified (%)")
         ax.set_ylim(0, 100)
         ax.legend(fontsize=7)
-    return _save(plt, fig, out)
+    return _png(plt, fig)
 
 
 def stored_claims(results) -> list[dict[str, Any]]:
@@ -221,6 +232,13 @@ OUTCOME_WORDS = {
     "xfail": "**does not hold** (recorded finding)",
     "skip": "not judged",
 }
+
+
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+._-]*$")
+
+
+def _codes(values) -> str:
+    return ", ".join(_code(v) for v in values)
 
 
 def _surroundings_table(results) -> list[str]:
@@ -248,10 +266,11 @@ def _surroundings_table(results) -> list[str]:
         own = results.find(c["scenario"], c["embedder"], c["mask"])
         lo, hi = c["difference_ci"]
         lines.append(
-            f"| {c['embedder']} | `{c['mask'].split('+')[0]}` | {c['scenario']} | "
+            f"| {_text(c['embedder'])} | {_code(c['mask'].split('+')[0])} | "
+            f"{_text(c['scenario'])} | "
             f"{_pct(own['rank1_all'])} | {_pct(c['mask_rank1_all'])} | "
             f"{_pct(c['control_rank1_all'])} | {100 * c['difference']:+.1f} "
-            f"[{100 * lo:+.1f}, {100 * hi:+.1f}] | {c['n']} | {100 * c['chance']:.2f} |"
+            f"[{100 * lo:+.1f}, {100 * hi:+.1f}] | {c['n']:d} | {100 * c['chance']:.2f} |"
         )
     lines += [
         "",
@@ -269,31 +288,32 @@ def _draw_lines(results) -> list[str]:
         return []
     lost = draw["lost"]
     reasons = list(lost["prep_frame_reasons_of_those"].items())[:6]
+    target = draw["target"] if draw["target"] is not None else "all"
     lines = [
         "## Identities: drawn, valid, lost",
         "",
-        f"- {draw['outcome']}; scored: **{draw['scored']}** (target: "
-        f"{draw['target'] if draw['target'] is not None else 'all'}; passes: "
-        + ", ".join(f"{p['drawn']} drawn → {p['valid']} valid" for p in draw["passes"])
+        f"- {_text(draw['outcome'])}; scored: **{_text(draw['scored'])}** (target: "
+        f"{_text(target)}; passes: "
+        + ", ".join(
+            f"{_text(p['drawn'])} drawn → {_text(p['valid'])} valid" for p in draw["passes"]
+        )
         + ").",
-        f"- lost at prep (fewer than 2 sessions kept): {lost['prep_fewer_than_2_sessions']}; "
-        "their frames' reasons: " + ("; ".join(f"{n} × {r}" for r, n in reasons) or "none"),
-        f"- lost because an embedder found no face on the photo: {lost['no_face_embedding']}",
-        f"- lost to failed masks (privacy fails closed): {lost['mask_failures']} "
-        f"({lost['valid_if_masks_failed_open']} would be valid had masks failed open as the "
-        "original's did)",
-        f"- lost because an embedder found no face on an overlay: {lost['overlay_without_face']}",
+        f"- lost at prep (fewer than 2 sessions kept): "
+        f"{_text(lost['prep_fewer_than_2_sessions'])}; their frames' reasons: "
+        + ("; ".join(f"{_text(n)} × {_text(r)}" for r, n in reasons) or "none"),
+        "- lost because an embedder found no face on the photo: "
+        f"{_text(lost['no_face_embedding'])}",
+        f"- lost to failed masks (privacy fails closed): {_text(lost['mask_failures'])} "
+        f"({_text(lost['valid_if_masks_failed_open'])} would be valid had masks failed open "
+        "as the original's did)",
+        "- lost because an embedder found no face on an overlay: "
+        f"{_text(lost['overlay_without_face'])}",
         "- valid per embedder alone: "
-        + ", ".join(f"`{k}` {v}" for k, v in lost["valid_per_embedder"].items())
+        + ", ".join(f"{_code(k)} {_text(v)}" for k, v in lost["valid_per_embedder"].items())
         + " (the study scores the identities valid for every embedder and every mask)",
         "",
     ]
     return lines
-
-
-def _code(text: object) -> str:
-    """Text from the machine or the data as a Markdown code span (never markup)."""
-    return "`" + str(text).replace("`", "'").replace("\n", " ") + "`"
 
 
 def _lock_lines(env: dict[str, Any]) -> list[str]:
@@ -303,7 +323,7 @@ def _lock_lines(env: dict[str, Any]) -> list[str]:
     if lock.get("sha256") and not lock.get("differ"):
         said = (
             f"installed from lock {_code(lock['lock'])} (sha256 {_code(lock['sha256'])}, "
-            f"{lock['pins']} pins)"
+            f"{_text(lock['pins'])} pins)"
         )
     elif lock.get("sha256"):
         differ = ", ".join(
@@ -316,34 +336,26 @@ def _lock_lines(env: dict[str, Any]) -> list[str]:
     return [f"Environment: {said}.", "", f"CPU: {_code(name)}, class {_code(cpu.get('class'))}."]
 
 
-def write_report(results, out_dir: Path, companions: tuple = ()) -> Path:
-    """report.md: the mask-vs-surroundings table first, then claims, identities, every
-    scenario with intervals, chance and the control beside it, failures, timings, figures.
+BAR_FIGURE = "fig1_mask2face_vs_mask2mask.png"
+CMC_FIGURE = "cmc.png"
 
-    ``companions``: results of sibling profiles (``paper`` and ``paper-fixed``) shown
-    beside this one when both ran.
-    """
-    from benchmark.specs import load_profiles
 
-    out_dir = Path(out_dir)
-    claims_from = load_profiles()[results.profile].extra.get("claims_from", results.profile)
-    bar = bar_chart(results, out_dir / "fig1_mask2face_vs_mask2mask.png")
-    cmc = cmc_chart(results, out_dir / "cmc.png")
+def _header(results, claims_from: str) -> list[str]:
     profile = results.config["profile"]
-    lines = [
-        f"# dmbench report — profile `{results.profile}`",
+    return [
+        f"# dmbench report — profile {_code(results.profile)}",
         "",
-        f"{profile['description']}",
+        _text(profile["description"]),
         "",
-        f"Data: `{results.config['data']}` ({results.config['dataset_identities']} identities); "
-        f"protocol **{profile['protocol']}**; detector "
-        f"`{profile['detector']}`, pose `{profile['pose']}`, masks "
-        + ", ".join(f"`{s}`" for s in results.config["mask_sources"])
+        f"Data: {_code(results.config['data'])} ({_text(results.config['dataset_identities'])} "
+        f"identities); protocol **{_text(profile['protocol'])}**; detector "
+        f"{_code(profile['detector'])}, pose {_code(profile['pose'])}, masks "
+        + _codes(results.config["mask_sources"])
         + "; controls "
-        + (", ".join(f"`{s}`" for s in _controls(results)) or "none")
+        + (_codes(_controls(results)) or "none")
         + "; embedders "
-        + ", ".join(f"`{e}`" for e in profile["embedders"])
-        + f"; valid-identity rule `{profile.get('identity_rule', 'usable-sessions')}`"
+        + _codes(profile["embedders"])
+        + f"; valid-identity rule {_code(profile.get('identity_rule', 'usable-sessions'))}"
         + f"; reference quirks {'on' if profile.get('reference_quirks') else 'off'}.",
         "",
         "## Mask or surroundings?",
@@ -361,34 +373,35 @@ def write_report(results, out_dir: Path, companions: tuple = ()) -> Path:
         )
         + (
             f" This profile has no claims of its own: it is read against the claims of "
-            f"`{claims_from}`, for comparison."
+            f"{_code(claims_from)}, for comparison."
             if claims_from != results.profile
             else ""
         ),
         "",
-        "| claim | case | min n | verdict | measured |",
-        "|---|---|---|---|---|",
     ]
+
+
+def _claims_lines(results, companions: tuple) -> list[str]:
+    lines = ["| claim | case | min n | verdict | measured |", "|---|---|---|---|---|"]
     for record in stored_claims(results):
         lines.append(
-            f"| {record['statement']} | {record['case']} | {record.get('min_n', '')} | "
-            f"{OUTCOME_WORDS[record['outcome']]} | {record['measured']} |"
+            f"| {_text(record['statement'])} | {_text(record['case'])} | "
+            f"{_text(record.get('min_n', ''))} | {OUTCOME_WORDS[record['outcome']]} | "
+            f"{_text(record['measured'])} |"
         )
     for other in companions:
-        lines += ["", f"### Beside it: profile `{other.profile}`", ""]
+        lines += ["", f"### Beside it: profile {_code(other.profile)}", ""]
         lines += ["| claim | case | verdict | measured |", "|---|---|---|---|"]
         for record in stored_claims(other):
             lines.append(
-                f"| {record['statement']} | {record['case']} | "
-                f"{OUTCOME_WORDS[record['outcome']]} | {record['measured']} |"
+                f"| {_text(record['statement'])} | {_text(record['case'])} | "
+                f"{OUTCOME_WORDS[record['outcome']]} | {_text(record['measured'])} |"
             )
-    lines += [
-        "",
-        f"![Mask2Face vs Mask2Mask]({bar.name})",
-        "",
-        f"![CMC]({cmc.name})",
-        "",
-        *_draw_lines(results),
+    return lines
+
+
+def _scenario_lines(results) -> list[str]:
+    lines = [
         "## Scenarios",
         "",
         "rank-1 is over the queries scored (own embedding and true database entry "
@@ -412,17 +425,21 @@ def write_report(results, out_dir: Path, companions: tuple = ()) -> Path:
                     other = results.find(row["scenario"], row["embedder"], control, None, alignment)
                 except KeyError:
                     continue
-                cells.append(f"{control.split('+')[0]} {_pct(other['rank1_all'])}")
-        control_cell = ", ".join(cells)
+                cells.append(f"{_text(control.split('+')[0])} {_pct(other['rank1_all'])}")
         lines.append(
-            f"| {row['embedder']} | {row['scenario']} | {row['query_source']} → "
-            f"{row['database_source']} | {'own' if alignment == 'self' else 'photo'} | "
-            f"{row['n']} | {_pct(row['rank1'])} {_ci(*row['rank1_ci'])} | "
-            f"{_pct(row['rank1_all'])} | {control_cell} | {_pct(row['rank5'])} | "
-            f"{_pct(row['rank10'])} | {_mean_rank(row)} | {100 * row['chance']:.2f} | "
-            f"{row['query_failures']}/{row['database_failures']} |"
+            f"| {_text(row['embedder'])} | {_text(row['scenario'])} | "
+            f"{_text(row['query_source'])} → {_text(row['database_source'])} | "
+            f"{'own' if alignment == 'self' else 'photo'} | {row['n']:d} | "
+            f"{_pct(row['rank1'])} {_ci(*row['rank1_ci'])} | {_pct(row['rank1_all'])} | "
+            f"{', '.join(cells)} | {_pct(row['rank5'])} | {_pct(row['rank10'])} | "
+            f"{_mean_rank(row)} | {100 * row['chance']:.2f} | "
+            f"{row['query_failures']:d}/{row['database_failures']:d} |"
         )
-    lines += [
+    return lines
+
+
+def _closing_lines(results) -> list[str]:
+    lines = [
         "",
         "## Geometry-only leakage probe",
         "",
@@ -433,21 +450,24 @@ def write_report(results, out_dir: Path, companions: tuple = ()) -> Path:
     ]
     for source, probe in results.leakage.items():
         lines.append(
-            f"| {source} | {probe['n']} | {_pct(probe['rank1'])} {_ci(*probe['rank1_ci'])} | "
-            f"{100 * probe['chance']:.2f} |"
+            f"| {_text(source)} | {probe['n']:d} | {_pct(probe['rank1'])} "
+            f"{_ci(*probe['rank1_ci'])} | {100 * probe['chance']:.2f} |"
         )
     lines += [
         "",
         "## Failures",
         "",
-        f"- prep: {results.counts['prep']}; drop reasons: {results.counts['prep_drop_reasons']}",
+        f"- prep: {_text(results.counts['prep'])}; drop reasons: "
+        f"{_text(results.counts['prep_drop_reasons'])}",
     ]
     for source, info in results.counts["mask"].items():
-        lines.append(f"- mask `{source}`: {info['counts']}; reasons: {info['reasons']}")
+        lines.append(
+            f"- mask {_code(source)}: {_text(info['counts'])}; reasons: {_text(info['reasons'])}"
+        )
     for embedder, info in results.counts["recognize"].items():
         lines.append(
-            f"- recognize `{embedder}`: no face found on {info['no_face']} of "
-            f"{info['images']} images"
+            f"- recognize {_code(embedder)}: no face found on {_text(info['no_face'])} of "
+            f"{_text(info['images'])} images"
         )
     lines += [
         "",
@@ -457,20 +477,69 @@ def write_report(results, out_dir: Path, companions: tuple = ()) -> Path:
         "",
     ]
     for source in [*results.config["mask_sources"], *_controls(results)]:
-        lines.append(f"![{source}](prep/masks/{source}/contact_sheet.png)")
+        if _PLAIN_NAME.match(str(source)):  # a backend's name: safe inside a path
+            lines.append(f"![{_text(source)}](prep/masks/{source}/contact_sheet.png)")
+        else:
+            lines.append(f"- {_code(source)}: not shown (its name is not a backend's)")
     lines += ["", "## Timings", "", "| stage | seconds |", "|---|---|"]
-    lines += [f"| {k} | {v:.1f} |" for k, v in results.timings.items()]
+    lines += [f"| {_text(k)} | {v:.1f} |" for k, v in results.timings.items()]
     env = results.environment
     lines += [
         "",
-        f"dmbench {env['dmbench']}, Python {env['python']} on {env['machine']}, "
-        f"device {env['device']}; packages: "
-        + ", ".join(f"{k} {v}" for k, v in env["packages"].items()),
+        f"dmbench {_text(env['dmbench'])}, Python {_text(env['python'])} on "
+        f"{_text(env['machine'])}, device {_text(env['device'])}; packages: "
+        + ", ".join(f"{_text(k)} {_text(v)}" for k, v in env["packages"].items()),
         "",
         *_lock_lines(env),
         "",
     ]
+    return lines
+
+
+def report_markdown(results, companions: tuple = ()) -> str:
+    """report.md's text: the mask-vs-surroundings table first, then claims, identities,
+    every scenario with intervals, chance and the control beside it, failures, timings,
+    figures. Every string from the data is escaped (``_text``, ``_code``)."""
+    from benchmark.specs import load_profiles
+
+    profiles = load_profiles()
+    profile = profiles.get(results.profile)
+    claims_from = profile.extra.get("claims_from", results.profile) if profile else results.profile
+    lines = [
+        *_header(results, claims_from),
+        *_claims_lines(results, companions),
+        "",
+        f"![Mask2Face vs Mask2Mask]({BAR_FIGURE})",
+        "",
+        f"![CMC]({CMC_FIGURE})",
+        "",
+        *_draw_lines(results),
+        *_scenario_lines(results),
+        *_closing_lines(results),
+    ]
+    return "\n".join(lines)
+
+
+def write_report(results, out_dir: Path, companions: tuple = ()) -> Path:
+    """report.md, its figures and report.html (the same, self-contained) in ``out_dir``.
+
+    ``companions``: results of sibling profiles (``paper`` and ``paper-fixed``) shown
+    beside this one when both ran. Everything is drawn in memory first and written
+    together (each file atomically, a link replaced and never followed), so a results
+    file the report cannot be drawn from leaves the folder as it was.
+    """
+    out_dir = Path(out_dir)
+    try:
+        figures = {BAR_FIGURE: bar_chart(results), CMC_FIGURE: cmc_chart(results)}
+        text = report_markdown(results, companions)
+        page = html_report(text, out_dir, figures)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise DmbenchError(
+            f"{out_dir / 'results.json'}: no report can be drawn from these results "
+            f"({type(exc).__name__}: {exc}); nothing was written"
+        ) from exc
     report = out_dir / "report.md"
-    write_bytes_atomic(report, "\n".join(lines).encode())
-    write_html_report(report)  # report.html beside it: the same, self-contained
+    write_files_atomic(
+        out_dir, {**figures, report.name: text.encode(), "report.html": page.encode()}
+    )
     return report

@@ -1,9 +1,13 @@
 """report.html: the report as one self-contained page (figures embedded), for people.
 
-It is rendered from report.md, so the two never disagree. Only the Markdown the report
-writes is understood: headings, paragraphs, bullet lists, pipe tables, images and inline
-``**bold**``, ``*emphasis*``, ```code``` and links. Every text is HTML-escaped; an image is
-embedded as base64 when it lies inside the report's folder, and named otherwise.
+It is rendered from report.md, so the two never disagree, by markdown-it-py (CommonMark
+plus tables), not by a converter of our own: raw HTML is off, so any markup in the
+Markdown is shown as text; a link is kept only for ``http``, ``https`` and ``mailto`` or a
+path without a scheme (``javascript:``, ``vbscript:``, ``data:`` and the rest stay
+text); every attribute is escaped by the renderer. An image is embedded as base64 only
+when it is a regular PNG file inside the report's folder (not a link), and named
+otherwise. The page also carries a Content-Security-Policy that allows no script at all,
+so even a mistake here could not run one.
 """
 
 from __future__ import annotations
@@ -11,16 +15,13 @@ from __future__ import annotations
 import base64
 import html
 import re
+from collections.abc import Mapping
 from pathlib import Path
+
+from markdown_it import MarkdownIt
 
 from benchmark.imageio import write_bytes_atomic
 
-_IMAGE = re.compile(r"^!\[(?P<alt>[^\]]*)\]\((?P<src>[^)]+)\)$")
-_INLINE = [
-    (re.compile(r"\*\*(.+?)\*\*"), r"<strong>\1</strong>"),
-    (re.compile(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])"), r"<em>\1</em>"),
-    (re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)"), r'<a href="\2">\1</a>'),
-]
 _STYLE = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 72rem;
        padding: 0 1rem; color: #1b1b1b; }
@@ -32,97 +33,110 @@ code { background: #f3f3f3; padding: 0 3px; border-radius: 3px; }
 img { max-width: 100%; border: 1px solid #ddd; }
 h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2rem; margin-top: 2rem; }
 """
+# No script from anywhere, images only as data: URIs, styles only from the page itself.
+_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'"
+_SAFE_SCHEMES = ("http", "https", "mailto")
+_SCHEME = re.compile(r"^([a-z][a-z0-9+.\-]*):", re.IGNORECASE)
 
 
-def _inline(text: str) -> str:
-    """Escape, then apply the inline marks outside code spans."""
-    parts = re.split(r"(`[^`]*`)", text)
-    out = []
-    for part in parts:
-        if part.startswith("`") and part.endswith("`") and len(part) >= 2:
-            out.append(f"<code>{html.escape(part[1:-1])}</code>")
-            continue
-        escaped = html.escape(part, quote=False)
-        for pattern, repl in _INLINE:
-            escaped = pattern.sub(repl, escaped)
-        out.append(escaped)
-    return "".join(out)
+def safe_link(url: str) -> bool:
+    """A link target the page may hold: a web or mail address, or a relative path."""
+    # Browsers drop ASCII whitespace and control characters inside a scheme ("java\tscript:").
+    squeezed = re.sub(r"[\x00-\x20\x7f]", "", url)
+    scheme = _SCHEME.match(squeezed)
+    return scheme is None or scheme[1].lower() in _SAFE_SCHEMES
+
+
+# -- text from the data, made safe for Markdown ----------------------------------------
+# Every character that can begin Markdown or HTML markup: a name, path or reason from the
+# data is shown as the text it is, in report.md, leaderboard.md and the page from them.
+_MARKUP = re.compile(r"([\\`*_\[\]<>|~&#$])")
+
+
+def md_text(value: object) -> str:
+    """A value from the data as Markdown text: markup characters escaped, line breaks (any
+    Unicode line or paragraph separator) folded to spaces, so it stays in its line and cell."""
+    return _MARKUP.sub(r"\\\1", " ".join(str(value).split()))
+
+
+def md_code(value: object) -> str:
+    """A value from the machine or the data as a code span (never markup), safe in a table
+    cell too: a pipe is escaped, which GFM tables read as a pipe inside the span."""
+    text = " ".join(str(value).split()).replace("`", "'").replace("|", "\\|")
+    return f"`{text}`"
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-def _cells(line: str) -> list[str]:
-    body = line.strip()[1:-1] if line.strip().endswith("|") else line.strip()[1:]
-    return [c.strip() for c in re.split(r"(?<!\\)\|", body)]
+def _embedded_png(src: str, base: Path, figures: Mapping[str, bytes]) -> str | None:
+    """``src`` as a data URI: a figure about to be written beside the page, or a regular
+    PNG file inside ``base``."""
+    if src in figures:
+        return "data:image/png;base64," + base64.b64encode(figures[src]).decode()
+    if not safe_link(src) or _SCHEME.match(src):
+        return None
+    path = base / src
+    try:
+        inside = path.resolve().is_relative_to(base.resolve())
+        regular = path.is_file() and not path.is_symlink()
+    except (OSError, ValueError):
+        return None
+    if not (inside and regular and path.suffix.lower() == ".png"):
+        return None
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
 
 
-def _image(alt: str, src: str, base: Path) -> str:
-    path = (base / src).resolve()
-    if path.is_file() and path.suffix.lower() == ".png" and path.is_relative_to(base.resolve()):
-        data = base64.b64encode(path.read_bytes()).decode()
-        return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></figure>'
-    return f"<p>[figure not found: {html.escape(src)}]</p>"
+def _renderer(base: Path, figures: Mapping[str, bytes]) -> MarkdownIt:
+    md = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
+    md.validateLink = safe_link
+
+    def image(self, tokens, idx, options, env) -> str:
+        token = tokens[idx]
+        alt = self.renderInlineAsText(token.children or [], options, env)
+        src = str(token.attrGet("src") or "")
+        data = _embedded_png(src, base, figures)
+        if data is None:
+            return f"[figure not found: {html.escape(src)}]"
+        return f'<img alt="{html.escape(alt)}" src="{data}">'
+
+    def heading_open(self, tokens, idx, options, env) -> str:
+        words = tokens[idx + 1].content if idx + 1 < len(tokens) else ""
+        tokens[idx].attrSet("id", _slug(words))
+        return self.renderToken(tokens, idx, options, env)
+
+    md.add_render_rule("image", image)
+    md.add_render_rule("heading_open", heading_open)
+    return md
 
 
-def markdown_to_html(text: str, base: Path, title: str) -> str:
-    """The page for ``text`` (report.md), images read from ``base``."""
-    body: list[str] = []
-    lines = text.splitlines()
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if not line.strip():
-            i += 1
-        elif heading := re.match(r"^(#{1,4}) (.*)$", line):
-            level, words = len(heading[1]), heading[2]
-            body.append(f'<h{level} id="{_slug(words)}">{_inline(words)}</h{level}>')
-            i += 1
-        elif image := _IMAGE.match(line.strip()):
-            body.append(_image(image["alt"], image["src"], base))
-            i += 1
-        elif line.lstrip().startswith("|"):
-            block = []
-            while i < len(lines) and lines[i].lstrip().startswith("|"):
-                block.append(lines[i])
-                i += 1
-            head, rows = _cells(block[0]), block[2:] if len(block) > 1 else []
-            out = ["<table>", "<tr>" + "".join(f"<th>{_inline(c)}</th>" for c in head) + "</tr>"]
-            for row in rows:
-                out.append(
-                    "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in _cells(row)) + "</tr>"
-                )
-            body.append("\n".join([*out, "</table>"]))
-        elif line.lstrip().startswith(("- ", "* ")):
-            items = []
-            while i < len(lines) and lines[i].lstrip().startswith(("- ", "* ")):
-                items.append(f"<li>{_inline(lines[i].lstrip()[2:])}</li>")
-                i += 1
-            body.append("<ul>" + "".join(items) + "</ul>")
-        else:
-            paragraph = []
-            while (
-                i < len(lines)
-                and lines[i].strip()
-                and not re.match(r"^(#|\||!\[|- |\* )", lines[i].lstrip())
-            ):
-                paragraph.append(lines[i].strip())
-                i += 1
-            body.append(f"<p>{_inline(' '.join(paragraph))}</p>")
+def markdown_to_html(
+    text: str, base: Path, title: str, figures: Mapping[str, bytes] | None = None
+) -> str:
+    """The page for ``text`` (report.md), images taken from ``figures`` (name → PNG) or
+    read from ``base``."""
+    body = _renderer(Path(base), figures or {}).render(text)
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{_POLICY}">'
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>\n<body>\n"
-        + "\n".join(body)
+        + body
         + "\n</body></html>\n"
     )
+
+
+def html_report(markdown: str, base: Path, figures: Mapping[str, bytes] | None = None) -> str:
+    """The page for report.md's text, titled by its first heading."""
+    first = markdown.splitlines()[0] if markdown else ""
+    title = re.sub(r"[`*_\\]", "", first.lstrip("# ").strip()) or "dmbench report"
+    return markdown_to_html(markdown, base, title, figures)
 
 
 def write_html_report(markdown_path: Path) -> Path:
     """report.html beside ``markdown_path``, written atomically."""
     markdown_path = Path(markdown_path)
-    text = markdown_path.read_text(encoding="utf-8")
-    title = text.splitlines()[0].lstrip("# ").strip() if text else "dmbench report"
     out = markdown_path.with_suffix(".html")
-    write_bytes_atomic(out, markdown_to_html(text, markdown_path.parent, title).encode())
+    page = html_report(markdown_path.read_text(encoding="utf-8"), markdown_path.parent)
+    write_bytes_atomic(out, page.encode())
     return out

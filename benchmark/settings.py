@@ -30,6 +30,19 @@ def manifest_dir() -> Path:
     return REPO_ROOT / "data_manifest"
 
 
+PROGRESS_ENV = "DMBENCH_PROGRESS"
+
+
+def progress_bars(quiet: bool = False) -> bool:
+    """Whether to draw progress bars: not under ``--quiet``, nor with ``DMBENCH_PROGRESS=0``
+    (CI, logs)."""
+    return not quiet and os.environ.get(PROGRESS_ENV, "1").strip().lower() not in {
+        "0",
+        "false",
+        "no",
+    }
+
+
 def offline() -> bool:
     return os.environ.get(OFFLINE_ENV, "0").lower() in {"1", "true", "yes"}
 

@@ -26,7 +26,7 @@ from benchmark.cache import Cache
 from benchmark.claims import claim_records
 from benchmark.datasets import Dataset, fetch_dataset, resolve_dataset
 from benchmark.device import DevicePlan
-from benchmark.errors import DmbenchError, UsageError
+from benchmark.errors import DmbenchError, ResultsFileError, UsageError
 from benchmark.imageio import load_image, write_bytes_atomic
 from benchmark.leakage import probe_mask_run
 from benchmark.machine import cpu_class, cpu_facts, lock_status
@@ -48,7 +48,7 @@ from benchmark.pipeline.recognize.stage import (
 from benchmark.pipeline.registry import Registry
 from benchmark.report import contact_sheet
 from benchmark.settings import offline
-from benchmark.specs import Profile, load_scenarios
+from benchmark.specs import RESULTS_SCHEMA_VERSION, Profile, load_scenarios, results_problems
 
 PACKAGES = (
     "numpy",
@@ -169,7 +169,7 @@ class StudyResults:
         return cls(**data)
 
 
-RESULTS_SCHEMA = 1  # the version of benchmark/specs/results.schema.json that a run writes
+RESULTS_SCHEMA = RESULTS_SCHEMA_VERSION  # results.schema.json's version, written by a run
 
 
 def git_commit() -> str:
@@ -826,6 +826,7 @@ def run_study(
         # The paper's claims are about its study; an evaluation is read on its leaderboard.
         results.claims = [] if profile.anonymizers else claim_records(results)
         text = json.dumps(results.to_json(), indent=1, default=_json_default, allow_nan=False)
+        _check_written(text)
         write_bytes_atomic(out_dir / "results.json", text.encode())
         return results
 
@@ -897,5 +898,30 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+def _check_written(text: str) -> None:
+    """What the study writes follows its own schema (a field that does not is our bug)."""
+    problems = results_problems(json.loads(text))
+    if problems:
+        raise RuntimeError("results.json would break its schema: " + "; ".join(problems[:5]))
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
 def load_results(path: Path) -> StudyResults:
-    return StudyResults.from_json(json.loads(Path(path).read_text()))
+    """A results.json, checked (benchmark/specs/results.schema.json) before anything reads
+    it: an unreadable file, another ``schema_version`` or a field against the schema is one
+    ``ResultsFileError`` naming the file and the first problem."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ResultsFileError(f"{path}: not a readable results.json ({exc})") from exc
+    except RecursionError as exc:
+        raise ResultsFileError(f"{path}: not a results.json (nested too deeply)") from exc
+    problems = results_problems(data)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ResultsFileError(f"{path}: not a results.json of this dmbench: {problems[0]}{more}")
+    return StudyResults.from_json(data)

@@ -199,7 +199,8 @@ def count_reasons(reasons: Iterable[str]) -> dict[str, int]:
 def write_run_record(path: Path, stage: Stage, **run: Any) -> None:
     """``run.json``: the stage's record and the run's facts, written atomically."""
     info = stage.record() | run
-    write_bytes_atomic(Path(path), json.dumps(info, indent=2, default=str).encode())
+    text = json.dumps(info, indent=2, default=str, allow_nan=False)  # NaN is not JSON
+    write_bytes_atomic(Path(path), text.encode())
 
 
 class RunOutcomes:

@@ -136,3 +136,40 @@ def load_claims() -> list[Claim]:
         failures = raw.pop("known_failures", {})
         claims.append(Claim(**raw, params=params, known_failures=failures))
     return claims
+
+
+RESULTS_SCHEMA_VERSION = 1  # the version of results.schema.json that this dmbench reads and writes
+
+
+def results_problems(data: Any) -> list[str]:
+    """Why ``data`` is not a results.json of this dmbench, as short lines (none: it is):
+    its ``schema_version``, the schema's rules (benchmark/specs/results.schema.json), and
+    the scenario names, which must be this version's (benchmark/specs/scenarios.toml)."""
+    import json
+
+    import jsonschema
+
+    if not isinstance(data, dict):
+        return [f"the file holds a JSON {type(data).__name__}, not an object"]
+    version = data.get("schema_version", 0)
+    if version != RESULTS_SCHEMA_VERSION:
+        return [
+            f"schema_version {json.dumps(version)[:40]}: this dmbench reads schema_version "
+            f"{RESULTS_SCHEMA_VERSION} only (render it with the dmbench that wrote it)"
+        ]
+    schema = json.loads((SPEC_DIR / "results.schema.json").read_text(encoding="utf-8"))
+    validator = jsonschema.Draft202012Validator(schema)
+    problems = [
+        f"{'/'.join(map(str, error.absolute_path)) or '(top)'}: {error.message[:200]}"
+        for error in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    ]
+    if problems:
+        return problems
+    known = {s.name for s in load_scenarios()}
+    for index, row in enumerate(data["scenarios"]):
+        if row["scenario"] not in known:
+            problems.append(
+                f"scenarios/{index}/scenario: {json.dumps(row['scenario'])[:80]} is not a "
+                "scenario of this dmbench"
+            )
+    return problems

@@ -535,6 +535,8 @@ def _photo_named_entry(kind: str) -> Callable[[World], list]:
             entry.symlink_to(entry.name)
         elif kind == "broken":
             entry.symlink_to("nowhere.jpg")
+        elif kind == "device":
+            entry.symlink_to("/dev/zero")
         return ["prep", people, "--out", w.tmp / "out", "--quiet"]
 
     return arrange
@@ -1041,6 +1043,113 @@ def _pfld_without_torch(w: World) -> list:
     return ["prep", w.people(), "--out", w.tmp / "out", "--pose", "pfld", "--quiet"]
 
 
+def _odd_identity_entry(kind: str) -> Callable[[World], list]:
+    """Beside the identity folders: an entry that is not one."""
+
+    def arrange(w: World) -> list:
+        images = w.people() / "images"
+        if kind == "broken":
+            (images / "Ghost").symlink_to("nowhere")
+        elif kind == "loop":
+            (images / "Loop").symlink_to("Loop")
+        elif kind == "file":
+            (images / "README.txt").write_text("not a person")
+        elif kind == "dots":
+            (images / "...").mkdir()
+        return ["prep", images.parent, "--out", w.tmp / "out", "--quiet"]
+
+    return arrange
+
+
+def _problem_recorded(fragment: str) -> Callable[[World, Outcome], None]:
+    def check(w: World, outcome: Outcome) -> None:
+        _reason_in_table(fragment)(w, outcome)
+        record = json.loads((w.tmp / "out" / "run.json").read_text())
+        assert record["layout_problems"] >= 1, record
+
+    return check
+
+
+def _second_dataset_into_the_same_folder(w: World) -> list:
+    run = w.run(with_masks=True)
+    other = w.people("other")
+    shutil.rmtree(next((other / "images").iterdir()))  # one identity fewer: another run
+    return ["prep", other, "--out", run, "--quiet"]
+
+
+def _one_run_in_the_folder(w: World, outcome: Outcome) -> None:
+    run = w.tmp / "run"
+    assert not (run / "masks").exists(), "the first run's masks stayed beside the second's crops"
+    identities = {r["identity"] for r in rows_of(run / "frames.csv")}
+    crops = {p.name for p in (run / "crops").iterdir()}
+    assert crops <= identities, (crops, identities)
+    assert "replaced whole" in outcome.text
+
+
+def _same_run_again(w: World) -> list:
+    w.run(with_masks=True)
+    return ["prep", w.base.people, "--out", w.tmp / "run", "--quiet"]
+
+
+def _masks_kept(w: World, outcome: Outcome) -> None:
+    assert (w.tmp / "run" / "masks").is_dir(), "a rerun of the same run keeps its masks"
+    assert "replaced" not in outcome.text
+
+
+def _broken_prep_record(what: str) -> Callable[[World], list]:
+    def arrange(w: World) -> list:
+        run = w.run()
+        if what == "no-run-json":
+            (run / "run.json").unlink()
+        else:
+            (run / "selection.csv").write_text("garbage\x00,\n\n;;\n")
+        return ["mask", run, "--quiet"]
+
+    return arrange
+
+
+def _no_mask_written(w: World, outcome: Outcome) -> None:
+    assert not (w.tmp / "run" / "masks").exists(), "outputs were written before the refusal"
+
+
+def _empty_photo_files(w: World) -> list:
+    root = w.tmp / "empty"
+    for who in ("Alice", "Bob"):
+        for i in range(1, 101):
+            target = root / who / f"{who}_{i:04d}.jpg"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.touch()
+    return ["prep", root, "--out", w.tmp / "out", "--quiet"]
+
+
+def _nothing_anonymized(w: World) -> list:
+    run = w.run()
+    (w.tmp / "elsewhere").mkdir()
+    return ["mask", run, "--anonymized", w.tmp / "elsewhere", "--quiet"]
+
+
+def _compare_broken(w: World) -> list:
+    (w.tmp / "a.json").write_text('{"schema_version": 7}')
+    return ["compare", w.tmp / "a.json", w.tmp / "a.json"]
+
+
+def _prep_with(flag: str, value: str) -> Callable[[World], list]:
+    return lambda w: ["prep", w.people(), "--out", w.tmp / "out", flag, value]
+
+
+def _no_run_folder(w: World, outcome: Outcome) -> None:
+    assert not (w.tmp / "out").exists(), "a refused command left a run folder"
+    assert outcome.err.count("\n") == 1, outcome.err
+
+
+def _with_env(name: str, value: str) -> Callable[[World], list]:
+    def arrange(w: World) -> list:
+        w.patch.setenv(name, value)
+        return ["prep", w.people(), "--out", w.tmp / "out"]
+
+    return arrange
+
+
 COMMAND_CASES = [
     # datasets
     CommandCase(
@@ -1314,6 +1423,142 @@ COMMAND_CASES = [
         ("for this run only",),
     ),
     CommandCase("pfld-pose-without-torch", "12", _pfld_without_torch, 3, ("dmbench[pfld]",)),
+    # options that refuse nonsense (issue 22): exit 2, one line, nothing written
+    *(
+        CommandCase(
+            f"prep-{flag.strip('-')}-{value}",
+            "22.3",
+            _prep_with(flag, value),
+            2,
+            (flag, said),
+            ("Traceback", "usage:"),
+            _no_run_folder,
+        )
+        for flag, value, said in [
+            ("--max-yaw", "nan", "finite number from 0 to 180"),
+            ("--max-pitch", "inf", "finite number from 0 to 180"),
+            ("--max-yaw", "-5", "finite number from 0 to 180"),
+            ("--min-best-score", "1.5", "from 0 to 1"),
+            ("--other-face-score", "nan", "from 0 to 1"),
+            ("--identities", "-3", "at least 1"),
+            ("--identities", "0", "at least 1"),
+            ("--identities", "two", "not a whole number"),
+            ("--seed", "-1", "at least 0"),
+            ("--seed", str(2**40), "below 2**32"),
+            ("--workers", "0", "at least 1"),
+            ("--max-yaw", "1e309", "finite number from 0 to 180"),
+            ("--identities", "1e3", "not a whole number"),
+        ]
+    ),
+    # nothing skipped silently (issue 22)
+    *(
+        CommandCase(
+            f"identity-entry-{kind}",
+            "22.5",
+            _odd_identity_entry(kind),
+            0,
+            then=_problem_recorded(said),
+        )
+        for kind, said in [
+            ("broken", "a broken symbolic link, not an identity folder"),
+            ("loop", "a symbolic link loop, not an identity folder"),
+            ("file", "a file, not an identity folder"),
+            ("dots", "a hidden entry"),
+        ]
+    ),
+    CommandCase(
+        "link-to-dev-zero-named-like-a-photo",
+        "22",
+        _photo_named_entry("device"),
+        0,
+        then=_reason_in_table("a link to a special file"),
+    ),
+    CommandCase(
+        "two-datasets-one-folder",
+        "22.5",
+        _second_dataset_into_the_same_folder,
+        0,
+        ("replaced whole",),
+        then=_one_run_in_the_folder,
+    ),
+    CommandCase("same-run-again-keeps-masks", "22.5", _same_run_again, 0, then=_masks_kept),
+    CommandCase(
+        "mask-without-run-json",
+        "22.5",
+        _broken_prep_record("no-run-json"),
+        3,
+        ("not a prep run record",),
+        then=_no_mask_written,
+    ),
+    CommandCase(
+        "mask-with-garbage-selection",
+        "22.5",
+        _broken_prep_record("garbage"),
+        3,
+        ("selection.csv",),
+        then=_no_mask_written,
+    ),
+    CommandCase(
+        "only-empty-photo-files",
+        "22.5",
+        _empty_photo_files,
+        3,
+        ("nothing usable", "frames.csv"),
+    ),
+    CommandCase(
+        "nothing-anonymized",
+        "22.5",
+        _nothing_anonymized,
+        3,
+        ("nothing usable", "masks.csv"),
+    ),
+    CommandCase(
+        "workers-env-zero",
+        "22.3",
+        _with_env("DMBENCH_WORKERS", "0"),
+        2,
+        ("DMBENCH_WORKERS must be at least 1",),
+        ("--workers must",),
+    ),
+    CommandCase(
+        "fetch-zero-identities",
+        "22.3",
+        lambda w: ["data", "fetch", "lfw", "--identities", "0"],
+        2,
+        ("at least 1",),
+        ("usage:",),
+    ),
+    CommandCase(
+        "negative-attacker-people",
+        "22.3",
+        lambda w: ["evaluate", "--anonymizer", "blur", "--attacker-people", "-1"],
+        2,
+        ("at least 0",),
+        ("usage:",),
+    ),
+    CommandCase(
+        "compare-a-results-file-that-breaks-its-schema",
+        "22.2",
+        _compare_broken,
+        3,
+        ("schema_version 7",),
+    ),
+    CommandCase(
+        "unknown-option-one-line",
+        "22.3",
+        lambda w: ["prep", w.people(), "--out", w.tmp / "out", "--frobnicate"],
+        2,
+        ("dmbench: error:", "--frobnicate"),
+        ("usage:",),
+    ),
+    CommandCase(
+        "missing-argument-one-line",
+        "22.3",
+        lambda w: ["mask"],
+        2,
+        ("dmbench: error: mask:", "run_dir"),
+        ("usage:",),
+    ),
 ]
 
 
@@ -1480,3 +1725,391 @@ def test_fault(fault: Fault, base: Base, request, tmp_path: Path) -> None:
     assert again.returncode == 0, log
     assert run.result(tmp_path) == run.expected()
     assert len(cache_entries(cache, fault.stage)) == total
+
+
+# -- 4. `dmbench report` on hostile results, figures and folders (issue 22) -----------------
+@pytest.fixture(scope="module")
+def finished_study(base: Base, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small study, run once (in this process, from the module's warm prep and masks):
+    a folder with results.json, report.md, report.html and the figures."""
+    root = tmp_path_factory.mktemp("hostile_report")
+    cache = root / "cache"
+    shutil.copytree(base.cache, cache)
+    saved = os.environ.get("DMBENCH_CACHE_DIR")
+    os.environ["DMBENCH_CACHE_DIR"] = str(cache)
+    try:
+        out = root / "out"
+        done = dmbench("reproduce", "--data", base.people, "--identities", "2", "--out", out)
+        assert (out / "results.json").is_file(), done.text
+    finally:
+        if saved is None:
+            del os.environ["DMBENCH_CACHE_DIR"]
+        else:
+            os.environ["DMBENCH_CACHE_DIR"] = saved
+    shutil.rmtree(out / "prep")  # the report needs only results.json
+    return out
+
+
+@dataclass(frozen=True)
+class ReportCase:
+    id: str
+    item: str
+    # edits the copied run folder (its results.json, figures, folder); returns extra argv
+    arrange: Callable[[World, Path], None]
+    exit: int
+    says: tuple[str, ...] = ()
+    then: Callable[[World, Path, dict[str, str]], None] | None = None
+
+
+def _edit_results(edit: Callable[[dict], object]) -> Callable[[World, Path], None]:
+    def arrange(w: World, run: Path) -> None:
+        data = json.loads((run / "results.json").read_text())
+        data = edit(data) or data
+        (run / "results.json").write_text(json.dumps(data))
+
+    return arrange
+
+
+def _set(path: str, value: object) -> Callable[[World, Path], None]:
+    """results.json with the field at ``path`` ("a/0/b") set to ``value``."""
+
+    def edit(data: dict) -> None:
+        *parents, last = path.split("/")
+        node = data
+        for key in parents:
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        node[int(last) if isinstance(node, list) else last] = value
+
+    return _edit_results(edit)
+
+
+def _results_text(text: str) -> Callable[[World, Path], None]:
+    def arrange(w: World, run: Path) -> None:
+        (run / "results.json").write_text(text)
+
+    return arrange
+
+
+def _live_in_outputs(w: World, run: Path, before: dict[str, str]) -> None:
+    from markdown_it import MarkdownIt
+
+    from benchmark.tests.test_report_html import _live
+
+    page = (run / "report.html").read_text(encoding="utf-8")
+    assert not _live(page), _live(page)
+    viewer = MarkdownIt("commonmark", {"html": True}).enable("table")  # as GitHub shows .md
+    viewer.validateLink = lambda url: True
+    shown = viewer.render((run / "report.md").read_text(encoding="utf-8"))
+    assert not _live(shown), _live(shown)
+
+
+def _nothing_rewritten(w: World, run: Path, before: dict[str, str]) -> None:
+    assert _digests(run) == before, "a refused report rewrote a file"
+
+
+def _figure_link_outside(w: World, run: Path) -> None:
+    victim = _victim(w) / "precious.txt"
+    (run / "cmc.png").unlink()
+    (run / "cmc.png").symlink_to(victim)
+
+
+def _link_replaced_victim_kept(w: World, run: Path, before: dict[str, str]) -> None:
+    assert (w.tmp / "victim" / "precious.txt").read_text() == "keep me"
+    figure = run / "cmc.png"
+    assert figure.is_file() and not figure.is_symlink(), "the link is replaced by the figure"
+    Image.open(figure).verify()
+
+
+def _figure_is_a_folder(w: World, run: Path) -> None:
+    (run / "cmc.png").unlink()
+    (run / "cmc.png").mkdir()
+
+
+def _read_only(w: World, run: Path) -> None:
+    w.deny(run, write_only=True)
+
+
+def _disk_full(w: World, run: Path) -> None:
+    w.fill_disk(run)
+
+
+def _extra_embedder(data: dict) -> None:
+    data["config"]["profile"]["embedders"].append("no-such-embedder")
+
+
+def _hostile_everywhere(payload: str) -> Callable[[World, Path], None]:
+    from benchmark.tests.test_report_html import _hostile
+
+    return _edit_results(lambda data: _hostile(data, payload))
+
+
+def _page_link_outside(name: str) -> Callable[[World, Path], None]:
+    def arrange(w: World, run: Path) -> None:
+        victim = _victim(w) / "precious.txt"
+        (run / name).unlink()
+        (run / name).symlink_to(victim)
+
+    return arrange
+
+
+def _page_link_replaced(name: str) -> Callable[[World, Path, dict[str, str]], None]:
+    def check(w: World, run: Path, before: dict[str, str]) -> None:
+        assert (w.tmp / "victim" / "precious.txt").read_text() == "keep me"
+        assert (run / name).is_file() and not (run / name).is_symlink()
+
+    return check
+
+
+def _results_bytes(data: bytes) -> Callable[[World, Path], None]:
+    def arrange(w: World, run: Path) -> None:
+        (run / "results.json").write_bytes(data)
+
+    return arrange
+
+
+REPORT_CASES = [
+    ReportCase(
+        "javascript-link-in-data-path",
+        "22.1",
+        _set("config/data", "/data/a`[x](javascript:alert(1))`"),
+        0,
+        then=_live_in_outputs,
+    ),
+    ReportCase(
+        "quote-breaks-out-of-href",
+        "22.1",
+        _set("claims/0/statement", 'see https://x"onmouseover="alert(1) and [y](https://x"a=")'),
+        0,
+        then=_live_in_outputs,
+    ),
+    ReportCase(
+        "raw-script-kept-in-report-md",
+        "22.1",
+        _set("claims/0/measured", "<script>alert(1)</script><img src=x onerror=alert(1)>"),
+        0,
+        then=_live_in_outputs,
+    ),
+    ReportCase(
+        "hostile-string-in-every-field",
+        "22.1",
+        _hostile_everywhere("<svg onload=alert(1)>[x](javascript:alert(1))\"'`|$\\frac{$"),
+        0,
+        then=_live_in_outputs,
+    ),
+    ReportCase(
+        "figure-is-a-link-outside",
+        "22.1",
+        _figure_link_outside,
+        0,
+        then=_link_replaced_victim_kept,
+    ),
+    ReportCase(
+        "figure-is-a-folder",
+        "22.1",
+        _figure_is_a_folder,
+        3,
+        ("is a folder",),
+        _nothing_rewritten,
+    ),
+    ReportCase(
+        "report-into-read-only-folder",
+        "22.1",
+        _read_only,
+        3,
+        ("permission denied",),
+        _nothing_rewritten,
+    ),
+    ReportCase("report-on-full-disk", "22.1", _disk_full, 3, ("no space",), _nothing_rewritten),
+    ReportCase(
+        "scenarios-not-a-list",
+        "22.2",
+        _set("scenarios", "oops"),
+        3,
+        ("scenarios: 'oops' is not of type 'array'",),
+        _nothing_rewritten,
+    ),
+    ReportCase(
+        "rank1-a-word",
+        "22.2",
+        _set("scenarios/0/rank1", "high"),
+        3,
+        ("scenarios/0/rank1",),
+        _nothing_rewritten,
+    ),
+    ReportCase(
+        "renamed-scenario",
+        "22.2",
+        _set("scenarios/3/scenario", "Mask2Nothing"),
+        3,
+        ("not a scenario of this dmbench",),
+        _nothing_rewritten,
+    ),
+    ReportCase(
+        "deep-nesting",
+        "22.2",
+        _results_text('{"a":' * 100_000 + "1" + "}" * 100_000),
+        3,
+        ("nested too deeply",),
+        _nothing_rewritten,
+    ),
+    ReportCase(
+        "schema-version-99",
+        "22.2",
+        _set("schema_version", 99),
+        3,
+        ("schema_version 99", "reads schema_version 1"),
+        _nothing_rewritten,
+    ),
+    ReportCase(
+        "nan-in-results",
+        "22.2",
+        _results_text('{"schema_version": 1, "rank1": NaN}'),
+        3,
+        ("NaN is not a number JSON allows",),
+        _nothing_rewritten,
+    ),
+    ReportCase("results-empty", "22.2", _results_text(""), 3, ("not a readable",)),
+    ReportCase(
+        "results-a-list", "22.2", _results_text("[1, 2]"), 3, ("a JSON list, not an object",)
+    ),
+    *(
+        ReportCase(
+            f"{name.replace('.', '-')}-is-a-link-outside",
+            "22.1",
+            _page_link_outside(name),
+            0,
+            then=_page_link_replaced(name),
+        )
+        for name in ("report.html", "report.md")
+    ),
+    ReportCase(
+        "results-not-utf8",
+        "22.2",
+        _results_bytes(b'{"schema_version": 1, "profile": "\xff\xfe"}'),
+        3,
+        ("not a readable results.json",),
+        _nothing_rewritten,
+    ),
+    ReportCase(
+        "infinity-in-results",
+        "22.2",
+        _results_text('{"schema_version": 1, "rank1": Infinity}'),
+        3,
+        ("Infinity is not a number JSON allows",),
+        _nothing_rewritten,
+    ),
+    ReportCase(
+        "a-claim-with-an-unknown-outcome",
+        "22.2",
+        _set("claims/0/outcome", "maybe"),
+        3,
+        ("claims/0/outcome",),
+        _nothing_rewritten,
+    ),
+    ReportCase(
+        "embedder-without-rows",
+        "22.2",
+        _edit_results(_extra_embedder),
+        3,
+        ("no report can be drawn", "no-such-embedder", "nothing was written"),
+        _nothing_rewritten,
+    ),
+]
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "folder"
+        for p in sorted(folder.iterdir())
+        if p.name != "results.json"
+    }
+
+
+@pytest.mark.parametrize("case", REPORT_CASES, ids=[c.id for c in REPORT_CASES])
+def test_report_case(case: ReportCase, world: World, finished_study: Path) -> None:
+    run = world.tmp / "run"
+    shutil.copytree(finished_study, run, symlinks=True)
+    case.arrange(world, run)
+    before = _digests(run)
+    outcome = dmbench("report", run / "results.json")
+    assert outcome.exit == case.exit, outcome.text
+    assert "Traceback" not in outcome.text
+    for fragment in case.says:
+        assert fragment.lower() in outcome.text.lower(), (fragment, outcome.text)
+    if case.exit:
+        assert outcome.err.startswith("dmbench: error:") and outcome.err.count("\n") == 1, (
+            outcome.err
+        )
+    if case.then is not None:
+        case.then(world, run, before)
+
+
+def test_a_report_killed_at_any_moment_leaves_whole_files(finished_study: Path, tmp_path) -> None:
+    """SIGKILL at spread moments of `dmbench report`: every file of the folder is the old
+    one or the new one, never empty or cut (each is renamed into place whole)."""
+    run = tmp_path / "run"
+    shutil.copytree(finished_study, run)
+    started = time.monotonic()
+    whole = _process(["report", run / "results.json"], tmp_path / "cache")
+    log, _ = whole.communicate(timeout=300)
+    assert whole.returncode == 0, log
+    took = time.monotonic() - started
+    names = ("cmc.png", "fig1_mask2face_vs_mask2mask.png", "report.md", "report.html")
+    written = {name: (run / name).read_bytes() for name in names}
+    old = {name: (finished_study / name).read_bytes() for name in names}
+    for step in range(8):
+        process = _process(["report", run / "results.json"], tmp_path / "cache")
+        time.sleep(took * (0.35 + 0.09 * step))  # around the moments the files are written
+        process.kill()
+        process.communicate(timeout=60)
+        for name in names:
+            assert (run / name).read_bytes() in (old[name], written[name]), (step, name)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if (
+                proc.name.isdigit()
+                and int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid
+            ):
+                found.append(int(proc.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_workers_die_with_a_killed_parent(base: Base, tmp_path: Path) -> None:
+    """`kill -9` of `dmbench prep --workers 2`: its workers and the resource tracker end
+    within seconds (each worker watches its parent), none is left holding memory."""
+    process = _process(
+        ["prep", base.people, "--out", tmp_path / "out", "--no-cache"],
+        tmp_path / "cache",
+        workers=2,
+    )
+    deadline = time.monotonic() + 300
+    children: list[int] = []
+    while len(children) < 3 and process.poll() is None:  # two workers and the tracker
+        assert time.monotonic() < deadline, "the workers never started"
+        time.sleep(0.05)
+        children = _children(process.pid)
+    assert process.poll() is None, "prep ended before it could be killed"
+    process.kill()
+    process.communicate(timeout=60)
+    deadline = time.monotonic() + 15
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [pid for pid in children if _alive(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"processes left behind by the killed parent: {left}"

@@ -76,3 +76,23 @@ def test_every_nox_session_installs_from_a_lock() -> None:
     assert '"--require-hashes", "--no-deps", "-r",' in source
     for name in LOCK_NAMES:
         assert f'"{name}"' in source, f"no session or spec names the lock {name}"
+
+
+def test_a_lock_digest_follows_its_pins_not_its_comments(tmp_path) -> None:
+    """Regenerating a lock moves its "# via" notes; its digest (what the recorded numbers
+    are tied to) stays. A changed pin or hash moves it."""
+    from benchmark.machine import lock_digest
+
+    text = (LOCKS / "default.txt").read_text()
+    recommented = re.sub(r"#   [^\n]*", "#   someone else", text)
+    assert recommented != text
+    cases = {"same": text, "recommented": recommented + "\n# a note\n\n"}
+    first_pin = re.search(r"^([A-Za-z0-9._-]+)==(\S+)", text, re.M)
+    cases["repinned"] = text.replace(first_pin[0], f"{first_pin[1]}==0.0.0", 1)
+    cases["rehashed"] = re.sub(r"sha256:[0-9a-f]", "sha256:x", text, count=1)
+    digests = {}
+    for name, body in cases.items():
+        (tmp_path / f"{name}.txt").write_text(body)
+        digests[name] = lock_digest(tmp_path / f"{name}.txt")
+    assert digests["same"] == digests["recommented"] == lock_digest(LOCKS / "default.txt")
+    assert len({digests["same"], digests["repinned"], digests["rehashed"]}) == 3

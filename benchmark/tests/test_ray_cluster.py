@@ -196,6 +196,42 @@ def test_the_cli_says_what_is_wrong_with_an_address(tmp_path: Path, capsys) -> N
     assert f"no Ray cluster at --address {lonely}" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("reply", [b"", b"HTTP/1.1 400 Bad Request\r\n\r\n"])
+def test_an_open_port_that_is_not_ray_is_refused_in_seconds(reply: bytes, capsys) -> None:
+    """A port that accepts and stays silent, or answers as a web server does: refused
+    with the address named, within the check's timeout (Ray itself would retry for
+    minutes)."""
+    import threading
+
+    from benchmark.cli import main
+
+    server = socket.create_server(("127.0.0.1", 0))
+    address = f"127.0.0.1:{server.getsockname()[1]}"
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                connection, _ = server.accept()
+                held.append(connection)
+                if reply:
+                    connection.sendall(reply)
+
+    threading.Thread(target=serve, daemon=True).start()
+    started = time.monotonic()
+    try:
+        code = main(["reproduce", "--identities", "2", "--executor", "ray", "--address", address])
+    finally:
+        server.close()
+        for connection in held:
+            connection.close()
+    assert code == UsageError.exit_code
+    assert f"--address {address} answers, but not as a Ray cluster does" in (
+        capsys.readouterr().err
+    )
+    assert time.monotonic() - started < 30
+
+
 @pytest.mark.integration
 def test_the_study_on_the_cluster_equals_the_serial_study(
     cluster, store, tmp_path: Path, monkeypatch

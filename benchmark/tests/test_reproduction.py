@@ -142,13 +142,30 @@ def test_compare_lists_every_difference_and_exits_beyond_tolerance(tmp_path: Pat
     assert compare(a, a).exact
 
 
-def test_dmbench_compare_on_two_results_files(tmp_path: Path, capsys) -> None:
-    base = _results(N, HITS)
-    moved = _results(N, {**HITS, "Overlay2Overlay": HITS["Overlay2Overlay"] + 3})
+@pytest.mark.integration
+def test_dmbench_compare_on_two_results_files(small_study, tmp_path: Path, capsys) -> None:
+    """Two real results files (they are checked against their schema first): the same
+    run, and the run with three more Overlay2Overlay hits on one row."""
+    import copy
+
+    from benchmark.study import hits_key
+
+    _, out = small_study
+    base = json.loads((out / "results.json").read_text())
+    moved = copy.deepcopy(base)
+    row = next(
+        r
+        for r in moved["scenarios"]
+        if r["scenario"] == "Overlay2Overlay" and r["n"] - round(r["rank1"] * r["n"]) >= 3
+    )
+    hits = moved["hits"][hits_key(row)]
+    for identity in [i for i, hit in hits.items() if not hit][:3]:
+        hits[identity] = 1
+    row["rank1"] = (round(row["rank1"] * row["n"]) + 3) / row["n"]
     paths = []
-    for name, results in (("a", base), ("b", moved)):
+    for name, data in (("a", base), ("b", moved)):
         path = tmp_path / f"{name}.json"
-        path.write_text(json.dumps(results.to_json()))
+        path.write_text(json.dumps(data))
         paths.append(str(path))
     assert main(["compare", paths[0], paths[0]]) == 0
     assert "reproduced exactly" in capsys.readouterr().out

@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 import pickle
 import signal
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -44,14 +46,15 @@ def default_workers() -> int:
     if not value:
         return available_cores()
     try:
-        return check_workers(int(value))
+        return check_workers(int(value), f"{WORKERS_ENV}")
     except ValueError:
         raise UsageError(f"{WORKERS_ENV}={value!r} is not a number of workers") from None
 
 
-def check_workers(workers: int) -> int:
+def check_workers(workers: int, source: str = "--workers") -> int:
+    """``workers`` when it is at least 1; ``source`` names where it was set."""
     if workers < 1:
-        raise UsageError(f"--workers must be at least 1, not {workers}")
+        raise UsageError(f"{source} must be at least 1, not {workers}")
     return workers
 
 
@@ -113,7 +116,7 @@ class ProcessExecutor(ClosingExecutor):
                 max_workers=self.workers,
                 mp_context=context,
                 initializer=_start_worker,
-                initargs=(threads, self.gpus, context.Value("i", 0)),
+                initargs=(threads, self.gpus, context.Value("i", 0), os.getpid()),
             )
         return self._pool
 
@@ -211,7 +214,22 @@ def set_thread_budget(threads: int) -> None:
     cv2.setNumThreads(threads)
 
 
-def _start_worker(threads: int, gpus: tuple[str, ...], started: Any) -> None:
+def die_with_parent(parent: int, every: float = 0.5) -> None:
+    """End this process as soon as ``parent`` is gone (killed with SIGKILL, say, when it
+    could stop nobody): a thread watches the parent's pid, so that no worker is left
+    behind, holding memory and blocked on a pipe nobody reads. Work in flight is lost,
+    never half-written: every cache entry and output is written atomically."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="dmbench-parent-watch", daemon=True).start()
+
+
+def _start_worker(threads: int, gpus: tuple[str, ...], started: Any, parent: int) -> None:
+    die_with_parent(parent)
     # The parent handles Ctrl-C and stops the pool; a worker must not die mid-write on it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if gpus:  # before any CUDA library loads in this process

@@ -48,20 +48,36 @@ def import_ray() -> Any:
     return ray
 
 
+# The HTTP/2 client preface and an empty SETTINGS frame: a gRPC server (Ray's GCS) answers
+# with a SETTINGS frame of its own (type 0x4) at once; anything else does not.
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
 def check_listening(address: str, timeout: float = 10.0) -> None:
-    """Fail at once when nothing listens at ``host:port`` (``ray.init`` would retry for
-    minutes before it says so)."""
+    """Fail within ``timeout`` seconds when nothing at ``host:port`` speaks Ray's protocol
+    (gRPC over HTTP/2): ``ray.init`` would retry for minutes on a closed port, and hang on
+    one that is open but is not Ray."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
+    hint = (
+        "Start one with `ray start --head`, or leave out --address for a Ray runtime on "
+        "this machine"
+    )
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            return
+        with socket.create_connection((host, int(port)), timeout=timeout) as connection:
+            connection.settimeout(timeout)
+            connection.sendall(_HTTP2_PREFACE)
+            frame = connection.recv(9)
     except ValueError:
         raise UsageError(f"--address {address!r} is not host:port") from None
+    except TimeoutError:
+        frame = b""
     except OSError as exc:
+        raise UsageError(f"no Ray cluster at --address {address}: {exc}. {hint}") from None
+    if len(frame) < 4 or frame[3] != 0x04:
         raise UsageError(
-            f"no Ray cluster at --address {address}: {exc}. Start one with "
-            "`ray start --head`, or leave out --address for a Ray runtime on this machine"
-        ) from None
+            f"--address {address} answers, but not as a Ray cluster does (no gRPC reply "
+            f"within {timeout:g} s). {hint}"
+        )
 
 
 class RayExecutor(ClosingExecutor):

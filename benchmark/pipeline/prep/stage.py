@@ -13,7 +13,11 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
+import os
+import shutil
 import time
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
@@ -26,7 +30,13 @@ from benchmark.assets import AssetStore
 from benchmark.cache import Cache
 from benchmark.datasets import Dataset, Frame, natural_key
 from benchmark.device import DevicePlan
-from benchmark.errors import DmbenchError, ImageReadError, RunTableError
+from benchmark.errors import (
+    DmbenchError,
+    ImageReadError,
+    OutputError,
+    RunTableError,
+    UsageError,
+)
 from benchmark.geometry import crop_resize, detection_to_xywh, prep_crop_box, square_box
 from benchmark.imageio import (
     DECODING,
@@ -74,6 +84,28 @@ class PrepParams:
     # cv2.copyMakeBorder, which raises, so every face whose square box leaves the image
     # was silently dropped. Off by default (we zero-pad, as the code intended).
     reference_quirks: bool = False
+
+    def __post_init__(self) -> None:
+        """Thresholds that mean something: a NaN would switch a filter off without a word."""
+        ranges = {
+            "min_best_score": (0.0, 1.0),
+            "other_face_score": (0.0, 1.0),
+            "max_yaw": (0.0, 180.0),
+            "max_pitch": (0.0, 180.0),
+            "margin": (0.0, 10.0),
+        }
+        for name, (low, high) in ranges.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not (
+                isinstance(value, int | float) and math.isfinite(value) and low <= value <= high
+            ):
+                raise UsageError(f"{name} must be a number from {low:g} to {high:g}, not {value!r}")
+        if self.seed < 0 or self.crop_size < 32:
+            raise UsageError(
+                f"seed must be ≥ 0 and crop_size ≥ 32, not {self.seed} and {self.crop_size}"
+            )
 
     def for_detector(self, detector: str) -> PrepParams:
         """These params with unset one-face thresholds taken from ``detector``'s entry."""
@@ -417,6 +449,8 @@ def run_prep(
             f"{len(dataset.problems)} layout problems"
             + (f", first: {dataset.problems[0][1]}" if dataset.problems else "")
         )
+    signature = run_signature(dataset, stage, lazy)
+    take_over(out_dir, signature)
     start = time.perf_counter()
     results: list[FrameResult] = []
     bar = tqdm(
@@ -508,6 +542,7 @@ def run_prep(
     write_run_record(
         out_dir / "run.json",
         stage,
+        run_signature=signature,
         dataset={
             "name": dataset.name,
             "root": str(dataset.root),
@@ -523,6 +558,55 @@ def run_prep(
         ms_per_image=round(1000 * run.seconds / kept_times, 3),
     )
     return run
+
+
+# What a prep run writes into its folder (and the mask stage below it).
+RUN_OUTPUTS = ("crops", "masks", "frames.csv", "selection.csv", "run.json")
+
+
+def run_signature(dataset: Dataset, stage: PrepStage, lazy: bool) -> str:
+    """What makes a prep run this run: the data (every frame's path), the backends, the
+    params and the selection rule. A folder holds the outputs of one signature."""
+    payload = {
+        "dataset": [dataset.name, str(dataset.root), dataset.layout],
+        "frames": [frame.rel for frame in dataset.frames],
+        "backend": stage.backend,
+        "params": asdict(stage.params),
+        "lazy": lazy,
+    }
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def take_over(out_dir: Path, signature: str) -> None:
+    """Make ``out_dir`` this run's folder: the outputs of another run there (other data,
+    backends, params, or a run whose record is missing or damaged) are removed whole
+    first, with a warning, so that one folder never mixes two runs' crops, tables and
+    masks. A rerun of the same run keeps them. Links are removed, never followed."""
+    present = [out_dir / name for name in RUN_OUTPUTS if os.path.lexists(out_dir / name)]
+    if not present:
+        return
+    try:
+        earlier = json.loads((out_dir / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        earlier = {}
+    if isinstance(earlier, dict) and earlier.get("run_signature") == signature:
+        return
+    what = earlier.get("dataset", {}).get("root", "?") if isinstance(earlier, dict) else "?"
+    for path in present:
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except OSError as exc:
+            raise OutputError(
+                f"{out_dir} holds another run, which cannot be removed: {exc}"
+            ) from exc
+    warnings.warn(
+        f"{out_dir} held another run (of {str(what)!r}); it was replaced whole",
+        stacklevel=2,
+    )
 
 
 def _write_table(
