@@ -197,7 +197,9 @@ def test_the_cli_says_what_is_wrong_with_an_address(tmp_path: Path, capsys) -> N
 
 
 @pytest.mark.parametrize("reply", [b"", b"HTTP/1.1 400 Bad Request\r\n\r\n"])
-def test_an_open_port_that_is_not_ray_is_refused_in_seconds(reply: bytes, capsys) -> None:
+def test_an_open_port_that_is_not_ray_is_refused_in_seconds(
+    reply: bytes, capsys, tmp_path: Path
+) -> None:
     """A port that accepts and stays silent, or answers as a web server does: refused
     with the address named, within the check's timeout (Ray itself would retry for
     minutes)."""
@@ -220,7 +222,13 @@ def test_an_open_port_that_is_not_ray_is_refused_in_seconds(reply: bytes, capsys
     threading.Thread(target=serve, daemon=True).start()
     started = time.monotonic()
     try:
-        code = main(["reproduce", "--identities", "2", "--executor", "ray", "--address", address])
+        code = main(
+            [
+                "reproduce",
+                *("--identities", "2", "--out", str(tmp_path / "out")),
+                *("--executor", "ray", "--address", address),
+            ]
+        )
     finally:
         server.close()
         for connection in held:
