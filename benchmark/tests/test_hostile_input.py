@@ -1086,6 +1086,12 @@ def _one_run_in_the_folder(w: World, outcome: Outcome) -> None:
     assert "replaced whole" in outcome.text
 
 
+def _run_json_of_another_shape(w: World) -> list:
+    run = w.run()
+    (run / "run.json").write_text('{"dataset": "not an object"}')
+    return ["prep", w.base.people, "--out", run, "--quiet"]
+
+
 def _same_run_again(w: World) -> list:
     w.run(with_masks=True)
     return ["prep", w.base.people, "--out", w.tmp / "run", "--quiet"]
@@ -1482,6 +1488,14 @@ COMMAND_CASES = [
         then=_one_run_in_the_folder,
     ),
     CommandCase("same-run-again-keeps-masks", "22.5", _same_run_again, 0, then=_masks_kept),
+    CommandCase(
+        "prep-over-a-run-json-of-another-shape",
+        "22.5",
+        _run_json_of_another_shape,
+        0,
+        ("replaced whole",),
+        ("Traceback",),
+    ),
     CommandCase(
         "mask-without-run-json",
         "22.5",

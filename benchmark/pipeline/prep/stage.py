@@ -592,7 +592,8 @@ def take_over(out_dir: Path, signature: str) -> None:
         earlier = {}
     if isinstance(earlier, dict) and earlier.get("run_signature") == signature:
         return
-    what = earlier.get("dataset", {}).get("root", "?") if isinstance(earlier, dict) else "?"
+    dataset = earlier.get("dataset") if isinstance(earlier, dict) else None
+    what = dataset.get("root", "?") if isinstance(dataset, dict) else "?"  # any JSON at all
     for path in present:
         try:
             if path.is_dir() and not path.is_symlink():
