@@ -33,7 +33,7 @@ NATIVE = (
         (b"E1207 12:00:00.000000 1 x.cc:1] real error\nnext\n", b"next\n"),
     ],
 )
-def test_native_log_lines_are_recognised(data: bytes, kept: bytes) -> None:
+def test_native_log_lines_are_told_apart(data: bytes, kept: bytes) -> None:
     assert without_native_logs(data) == kept
 
 

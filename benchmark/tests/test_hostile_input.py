@@ -1032,7 +1032,11 @@ def _unpinned_asset_on_read_only_cache(w: World) -> list:
     w.patch.setenv("DMBENCH_ASSET_PATH", f"{w.tmp / 'assets'}{os.pathsep}{shared}")
     w.cache.mkdir()
     w.deny(w.cache, write_only=True)
-    return ["prep", w.people(), "--out", w.tmp / "out", "--pose", "pfld", "--quiet"]
+    # The stand-in checkpoint has untrained weights, so its head poses are noise: the pose
+    # filter is opened wide, or no frame would be kept and the run would end "nothing
+    # usable" (exit 3) for a reason this case is not about.
+    wide = ["--max-yaw", "180", "--max-pitch", "180"]
+    return ["prep", w.people(), "--out", w.tmp / "out", "--pose", "pfld", *wide, "--quiet"]
 
 
 def _pfld_without_torch(w: World) -> list:
