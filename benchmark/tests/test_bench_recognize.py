@@ -28,7 +28,7 @@ def prep_crops(lfw20, default_prep) -> list[np.ndarray]:
     pytest.fail(f"the default prep keeps fewer than {BATCH} photos of lfw20")
 
 
-@pytest.mark.parametrize("backend", ["sface", "dlib-resnet"])
+@pytest.mark.parametrize("backend", ["sface", "dlib-resnet", "dlib-resnet-onnx"])
 def test_bench_embed_per_image(benchmark, store, prep_crops, backend) -> None:
     embedder = EMBEDDERS.create(backend, store=store, device="cpu", batch_size=BATCH)
     results = benchmark(embedder.embed, prep_crops)

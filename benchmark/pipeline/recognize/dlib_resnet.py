@@ -41,35 +41,20 @@ UPSAMPLE = 1
 SAME_PERSON_DISTANCE = 0.6  # dlib's documented threshold
 
 
-@EMBEDDERS.register("dlib-resnet")
-class DlibResNetEmbedder(Embedder):
-    name = "dlib-resnet"
+class DlibFaces:
+    """What both dlib embedders share: dlib's HOG detector and 5-point landmarks on the
+    image (or on its photo), and a descriptor of the face at those landmarks."""
+
     assets = (ASSET,)
     aligns_on_photo = True
     metric = "euclidean"
     dim = 128
 
-    def __init__(self, store: AssetStore, device: str = "cpu", batch_size: int = 32) -> None:
-        check_device(device)
-        try:
-            import dlib
-        except ImportError as exc:
-            raise DmbenchError(
-                f"the dlib-resnet embedder needs the dlib package ({exc}): "
-                "pip install 'dlib-bin==20.0.1.post1'"
-            ) from exc
-        if device == "cuda" and not getattr(dlib, "DLIB_USE_CUDA", False):
-            raise DeviceError(
-                "device 'cuda' requested for dlib-resnet, but this dlib was built without "
-                "CUDA (the dlib-bin wheels are CPU-only). Run it with --device cpu, or "
-                "build dlib with CUDA."
-            )
-        self.device = device
+    def __init__(self, store: AssetStore, batch_size: int) -> None:
+        self._dlib = import_dlib()
         self.batch_size = max(1, int(batch_size))
-        self._dlib = dlib
-        self.detector = dlib.get_frontal_face_detector()
-        self.predictor = dlib.shape_predictor(str(store.file(ASSET, PREDICTOR_5)))
-        self.model = dlib.face_recognition_model_v1(str(store.file(ASSET, RESNET)))
+        self.detector = self._dlib.get_frontal_face_detector()
+        self.predictor = self._dlib.shape_predictor(str(store.file(ASSET, PREDICTOR_5)))
 
     def best_face(self, rgb: np.ndarray):
         """(rectangle, score) of the highest-scoring HOG detection, or None."""
@@ -87,26 +72,24 @@ class DlibResNetEmbedder(Embedder):
         rect, score = found
         return self.predictor(rgb, rect), score
 
+    def descriptors(self, images: list[np.ndarray], shapes: list) -> list[np.ndarray]:
+        """128-d descriptors of RGB images, each at its 5-point shape."""
+        raise NotImplementedError
+
     def _describe(self, images: list[np.ndarray], shapes: list) -> list[Embedding]:
         """Descriptors of each image at its shape (a failure Embedding passes through)."""
-        dlib = self._dlib
         results: list[Embedding | None] = [None] * len(images)
         todo = []
         for i, (rgb, shape) in enumerate(zip(images, shapes, strict=True)):
             if isinstance(shape, Embedding):
                 results[i] = shape
-                continue
-            detections = dlib.full_object_detections()
-            detections.append(shape[0])
-            todo.append((i, rgb, detections, shape[1]))
+            else:
+                todo.append((i, rgb, shape))
         for start in range(0, len(todo), self.batch_size):
             chunk = todo[start : start + self.batch_size]
-            descriptors = self.model.compute_face_descriptor(
-                [rgb for _, rgb, _, _ in chunk], [shapes for _, _, shapes, _ in chunk]
-            )
-            for (i, _, _, score), per_image in zip(chunk, descriptors, strict=True):
-                vector = np.asarray(per_image[0], dtype=np.float32)
-                results[i] = Embedding(vector, "", score)
+            vectors = self.descriptors([rgb for _, rgb, _ in chunk], [s[0] for _, _, s in chunk])
+            for (i, _, (_, score)), vector in zip(chunk, vectors, strict=True):
+                results[i] = Embedding(np.asarray(vector, dtype=np.float32), "", score)
         return results  # type: ignore[return-value]
 
     def embed(self, images: list[np.ndarray]) -> list[Embedding]:
@@ -117,6 +100,47 @@ class DlibResNetEmbedder(Embedder):
         """Each image described at the 5 landmarks dlib finds on its photo (same frame)."""
         shapes = faces_on_photos([_rgb(photo) for photo in photos], self._shape)
         return self._describe([_rgb(image) for image in images], shapes)
+
+
+def import_dlib():
+    try:
+        import dlib
+    except ImportError as exc:
+        raise DmbenchError(
+            f"the dlib embedders need the dlib package ({exc}): "
+            "pip install 'dlib-bin==20.0.1.post1'"
+        ) from exc
+    return dlib
+
+
+@EMBEDDERS.register("dlib-resnet")
+class DlibResNetEmbedder(DlibFaces, Embedder):
+    """The reference: dlib's own ``face_recognition_model_v1``."""
+
+    name = "dlib-resnet"
+
+    def __init__(self, store: AssetStore, device: str = "cpu", batch_size: int = 32) -> None:
+        check_device(device)
+        super().__init__(store, batch_size)
+        if device == "cuda" and not getattr(self._dlib, "DLIB_USE_CUDA", False):
+            raise DeviceError(
+                "device 'cuda' requested for dlib-resnet, but this dlib was built without "
+                "CUDA (the dlib-bin wheels are CPU-only). Run it with --device cpu, use "
+                "dlib-resnet-onnx (the same network on onnxruntime, which has a CUDA path), "
+                "or build dlib with CUDA."
+            )
+        self.device = device
+        self.model = self._dlib.face_recognition_model_v1(str(store.file(ASSET, RESNET)))
+
+    def descriptors(self, images: list[np.ndarray], shapes: list) -> list[np.ndarray]:
+        dlib = self._dlib
+        per_image = []
+        for shape in shapes:
+            detections = dlib.full_object_detections()
+            detections.append(shape)
+            per_image.append(detections)
+        found = self.model.compute_face_descriptor(images, per_image)
+        return [np.asarray(one[0], dtype=np.float32) for one in found]
 
 
 def _rgb(image: np.ndarray) -> np.ndarray:

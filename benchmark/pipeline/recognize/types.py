@@ -48,6 +48,7 @@ EMBEDDERS: Registry[Embedder] = Registry(
     {
         "sface": "benchmark.pipeline.recognize.sface:SFaceEmbedder",
         "dlib-resnet": "benchmark.pipeline.recognize.dlib_resnet:DlibResNetEmbedder",
+        "dlib-resnet-onnx": "benchmark.pipeline.recognize.dlib_resnet_onnx:DlibResNetOnnxEmbedder",
         "insightface-buffalo-l": BackendPath(
             "benchmark.pipeline.recognize.insightface_buffalo:InsightFaceBuffaloL",
             extra="insightface",
