@@ -565,11 +565,12 @@ RUN_OUTPUTS = ("crops", "masks", "frames.csv", "selection.csv", "run.json")
 
 
 def run_signature(dataset: Dataset, stage: PrepStage, lazy: bool) -> str:
-    """What makes a prep run this run: the data (every frame's path), the backends, the
-    params and the selection rule. A folder holds the outputs of one signature."""
+    """What makes a prep run this run: the data folder, the backends, the params and the
+    selection rule. A folder holds the outputs of one signature. Which identities of that
+    data are drawn is not part of it: the study draws more of them run after run into one
+    folder, and a frame's crop and masks do not depend on which others were drawn."""
     payload = {
         "dataset": [dataset.name, str(dataset.root), dataset.layout],
-        "frames": [frame.rel for frame in dataset.frames],
         "backend": stage.backend,
         "params": asdict(stage.params),
         "lazy": lazy,
