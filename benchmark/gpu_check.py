@@ -15,10 +15,10 @@ accuracy); SFace runs its real model. One JSON line per backend, each with a ``s
 that is meant to have every GPU package installed.
 
 Heavy backends and their GPU paths: prep pose ``pfld`` (torch CUDA); mask reconstruct
-``ringnet`` (TensorFlow GPU) and ``ringnet-onnx`` (onnxruntime-gpu); recognize ``sface`` and
-``insightface-buffalo-l`` (onnxruntime-gpu); the OpenCV-dnn detectors ``yunet`` /
-``retinaface-caffe`` and ``dlib-resnet`` (CUDA builds only). The mask renderer and the
-dlib / MediaPipe landmarkers run on the CPU by design.
+``ringnet`` (TensorFlow GPU) and ``ringnet-onnx`` (onnxruntime-gpu); recognize ``sface``,
+``dlib-resnet-onnx`` and ``insightface-buffalo-l`` (onnxruntime-gpu); the OpenCV-dnn
+detectors ``yunet`` / ``retinaface-caffe`` and ``dlib-resnet`` (CUDA builds only). The mask
+renderer and the dlib / MediaPipe landmarkers run on the CPU by design.
 """
 
 from __future__ import annotations
@@ -157,6 +157,31 @@ def check_sface(n: int = 256) -> dict:
     }
 
 
+def check_dlib_resnet_onnx(n: int = 256) -> dict:
+    """dlib's ResNet-29 (real weights, read from dlib's file) on onnxruntime CUDA vs CPU."""
+    from benchmark.assets import AssetStore
+    from benchmark.pipeline.recognize.dlib_resnet_onnx import DlibResNetOnnxEmbedder
+
+    store = AssetStore()
+    gpu = DlibResNetOnnxEmbedder(store, "cuda")
+    cpu = DlibResNetOnnxEmbedder(store, "cpu")
+    chips = np.random.default_rng(0).integers(0, 256, (n, 150, 150, 3), dtype=np.uint8)
+    a, b = cpu.descriptors_of_chips(chips[:16]), gpu.descriptors_of_chips(chips[:16])
+    batches = [chips[i : i + 32] for i in range(0, n, 32)]
+
+    def on_gpu() -> None:
+        for batch in batches:
+            gpu.descriptors_of_chips(batch)
+
+    return {
+        "ok": float(np.abs(a - b).max()) < 1e-3,
+        "providers": gpu.session.get_providers(),
+        "max_abs_difference_cpu_gpu": float(np.abs(a - b).max()),
+        "gpu_chips_per_s": round(n / _time(on_gpu, 3)),
+        "cpu_chips_per_s": round(64 / _time(lambda: cpu.descriptors_of_chips(chips[:64]), 1)),
+    }
+
+
 def check_insightface(n: int = 64) -> dict:
     """buffalo_l-shaped STAND-IN ONNX files through the insightface backend, CUDA vs CPU."""
     from benchmark.assets import AssetStore
@@ -217,6 +242,7 @@ CHECKS: dict[str, Callable[[], dict]] = {
     "mask.reconstruct:ringnet (tensorflow)": check_ringnet_tensorflow,
     "mask.reconstruct:ringnet-onnx (onnxruntime)": check_ringnet_onnx,
     "recognize.embedder:sface (onnxruntime)": check_sface,
+    "recognize.embedder:dlib-resnet-onnx (onnxruntime)": check_dlib_resnet_onnx,
     "recognize.embedder:insightface-buffalo-l (onnxruntime)": check_insightface,
     "prep.detector:yunet, retinaface-caffe (opencv dnn)": check_opencv_dnn,
     "recognize.embedder:dlib-resnet (dlib)": check_dlib,

@@ -11,7 +11,8 @@ from benchmark import gpu_check
 
 def test_every_heavy_backend_has_a_check() -> None:
     names = " ".join(gpu_check.CHECKS)
-    for backend in ("pfld", "ringnet (", "ringnet-onnx", "sface", "insightface-buffalo-l", "yunet"):
+    heavy = ("pfld", "ringnet (", "ringnet-onnx", "sface", "insightface-buffalo-l", "yunet")
+    for backend in (*heavy, "dlib-resnet-onnx"):
         assert backend in names
 
 

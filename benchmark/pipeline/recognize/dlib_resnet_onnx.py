@@ -52,6 +52,10 @@ class DlibResNetOnnxEmbedder(DlibFaces, Embedder):
             out.append(dlib.get_face_chips(rgb, detections, size=150, padding=CHIP_PADDING)[0])
         return np.stack([np.asarray(chip, dtype=np.uint8) for chip in out])
 
+    def descriptors_of_chips(self, chips: np.ndarray) -> np.ndarray:
+        """The network on N×150×150×3 uint8 chips: N×128 float32."""
+        feed = {"chips": normalise_chips(chips, self.network)}
+        return self.session.run(["descriptor"], feed)[0]
+
     def descriptors(self, images: list[np.ndarray], shapes: list) -> list[np.ndarray]:
-        chips = normalise_chips(self.chips(images, shapes), self.network)
-        return list(self.session.run(["descriptor"], {"chips": chips})[0])
+        return list(self.descriptors_of_chips(self.chips(images, shapes)))
