@@ -9,9 +9,10 @@ every crop and mask image, and the digests of results.json's numbers. The test r
 same study from a cold cache with 2 workers and requires every digest to be equal.
 
 Those digests are exact for the CPU class and lock they were recorded on (both in the
-fixture, re-recorded with them in issue 21; the digests themselves are those of
-``0c63898``). On another CPU class the floats of MediaPipe's and the embedders' kernels
-differ in their last bits and with them mask pixels: there the test says so, lists the
+fixture, re-recorded with them in issue 21; the tables' and images' digests are those of
+``0c63898``, the results digest that of issue 23, where the second embedder was
+renamed). On another CPU class the floats of MediaPipe's and the embedders' kernels differ
+in their last bits and with them mask pixels: there the test says so, lists the
 tables and images that differ, and holds the run to the tolerance check of
 ``benchmark.reproduction`` against the run's recorded numbers instead.
 """
