@@ -21,10 +21,10 @@ def test_parse_and_print() -> None:
 
 
 def test_one_backend_of_a_role_can_be_kept_on_the_cpu() -> None:
-    plan = DevicePlan.parse("cuda,detector=cpu,embedder:dlib-resnet=cpu")
+    plan = DevicePlan.parse("cuda,detector=cpu,embedder:dlib-resnet-onnx=cpu")
     devices = device_map(load_profiles()["lfw"], plan)
     assert devices["recognize.embedder:sface"] == "cuda"
-    assert devices["recognize.embedder:dlib-resnet"] == "cpu"
+    assert devices["recognize.embedder:dlib-resnet-onnx"] == "cpu"
     assert devices["prep.detector:yunet"] == "cpu"
     assert devices["mask.reconstruct:sfm-eos"] == "cpu"  # CPU-only by design
 

@@ -1018,6 +1018,7 @@ def _real_pfld_checkpoint(w: World) -> Path:
     from benchmark.pipeline.prep.pfld import CHECKPOINT_KEY, build_pfld_backbone
 
     checkpoint = w.tmp / "checkpoint.pth.tar"
+    torch.manual_seed(0)  # untrained but always the same weights, so the same poses
     torch.save({CHECKPOINT_KEY: build_pfld_backbone().state_dict()}, checkpoint)
     return checkpoint
 
