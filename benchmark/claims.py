@@ -49,6 +49,11 @@ def _rank1_lower_bound(p: dict, row: dict) -> tuple[bool, str]:
 
 
 def _at_chance(p: dict, row: dict) -> tuple[bool, str]:
+    if row["chance"] + p["margin"] > 1.0:  # a gallery of one or two: no rate lies above
+        return False, (
+            f"chance + margin is {100 * (row['chance'] + p['margin']):.0f} %: the gallery is "
+            "too small for a rate to be shown at chance"
+        )
     test = stats.equivalence_at_chance(_hits(row), row["n"], row["chance"], p["margin"], p["alpha"])
     return bool(test["holds"]), (
         f"{_hits(row)} hits; equivalence test: one-sided {100 * (1 - p['alpha']):.0f} % exact "

@@ -512,8 +512,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     from benchmark.study import load_results
 
     path = Path(args.results)
-    if not path.is_file():
+    if path.is_dir():  # a run folder: its results.json
+        path = path / "results.json"
+    if not path.exists():
         raise DmbenchError(f"{path}: no such results file (written by `dmbench reproduce`)")
+    if not path.is_file():
+        raise DmbenchError(f"{path}: not a regular file (a pipe, device or socket), not read")
     try:
         results = load_results(path)
     except (ValueError, TypeError, KeyError) as exc:
@@ -785,10 +789,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", default=None, help=out_help)
         p.add_argument(
             "--identities",
-            type=_whole(1),
+            type=_whole(2),  # a gallery of one scores 100 % by construction
             default=None,
-            help="score this many VALID identities, drawing (seeded) until that many are "
-            "valid or the data run out (default: the profile's: lfw 555, paper all)",
+            help="score this many VALID identities (at least 2), drawing (seeded) until that "
+            "many are valid or the data run out (default: the profile's: lfw 555, paper all)",
         )
         p.add_argument(
             "--selection",
@@ -851,7 +855,9 @@ def build_parser() -> argparse.ArgumentParser:
     listing.set_defaults(func=cmd_list)
 
     report = sub.add_parser("report", help="render report.md again from a results.json")
-    report.add_argument("results", help="a results.json written by `dmbench reproduce`")
+    report.add_argument(
+        "results", help="a results.json written by `dmbench reproduce`, or its run folder"
+    )
     report.set_defaults(func=cmd_report)
     return parser
 

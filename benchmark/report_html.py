@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import html
 import re
+import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -53,16 +54,30 @@ def safe_link(url: str) -> bool:
 _MARKUP = re.compile(r"([\\`*_\[\]<>|~&#$])")
 
 
+def visible(value: object) -> str:
+    """``value`` on one line, every character that shows nothing or moves other text shown
+    as its code: line breaks (any Unicode separator) fold to spaces, and control, format
+    (bidi overrides such as U+202E, zero-width characters) and surrogate characters become
+    ``\\u202e``, so a name can neither break its line nor read as another name."""
+    return "".join(
+        f"\\u{ord(ch):04x}" if unicodedata.category(ch) in _HIDDEN else ch
+        for ch in " ".join(str(value).split())
+    )
+
+
+_HIDDEN = {"Cc", "Cf", "Cs", "Co", "Cn"}
+
+
 def md_text(value: object) -> str:
-    """A value from the data as Markdown text: markup characters escaped, line breaks (any
-    Unicode line or paragraph separator) folded to spaces, so it stays in its line and cell."""
-    return _MARKUP.sub(r"\\\1", " ".join(str(value).split()))
+    """A value from the data as Markdown text: markup characters escaped, shown as
+    ``visible`` shows it, so it stays in its line and cell."""
+    return _MARKUP.sub(r"\\\1", visible(value))
 
 
 def md_code(value: object) -> str:
     """A value from the machine or the data as a code span (never markup), safe in a table
     cell too: a pipe is escaped, which GFM tables read as a pipe inside the span."""
-    text = " ".join(str(value).split()).replace("`", "'").replace("|", "\\|")
+    text = visible(value).replace("`", "'").replace("|", "\\|")
     return f"`{text}`"
 
 

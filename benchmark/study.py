@@ -472,14 +472,23 @@ def _utility(
     return out
 
 
+MIN_VALID = 2  # a gallery of one gives rank-1 100 % by construction, and chance 100 % too
+
+
 def _nothing_scored(draw: _Draw) -> str:
-    """Why a study has no identity to score, step by step (a claim needs n > 0)."""
+    """Why a study has fewer than ``MIN_VALID`` identities to score, step by step."""
     lost = draw.lost
+    valid = len(draw.valid)
+    head = (
+        "no identity can be scored"
+        if not valid
+        else f"only {valid} identity can be scored (rank-1 needs a gallery of {MIN_VALID})"
+    )
     reasons = ", ".join(
         f"{r} ({n})" for r, n in list(lost["prep_frame_reasons_of_those"].items())[:3]
     )
     return (
-        f"no identity can be scored: of {draw.drawn} drawn, "
+        f"{head}: of {draw.drawn} drawn, "
         f"{lost['prep_fewer_than_2_sessions']} had fewer than {MIN_SESSIONS} sessions kept by "
         f"prep{f' (frames dropped for: {reasons})' if reasons else ''}, "
         f"{lost['no_face_embedding']} had a photo without a recognized face, "
@@ -643,7 +652,7 @@ def run_study(
                 break  # nothing valid among many: the pipeline fails, more data will not help
             drawn = _next_draw(drawn, len(draw.valid), target, len(order))
 
-        if not draw.valid:
+        if len(draw.valid) < MIN_VALID:
             raise DmbenchError(_nothing_scored(draw))
         chosen = draw.valid if target is None else draw.valid[:target]
         selections = [s for s in draw.selections if s.identity in set(chosen)]
@@ -909,13 +918,28 @@ def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
+def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are unique: with two ``rank1`` keys a reader would silently
+    keep the last (json's rule), while another reader may keep the first."""
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        twice = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise ValueError(f"the key {twice!r} appears twice in one object")
+    return found
+
+
 def load_results(path: Path) -> StudyResults:
     """A results.json, checked (benchmark/specs/results.schema.json) before anything reads
     it: an unreadable file, another ``schema_version`` or a field against the schema is one
     ``ResultsFileError`` naming the file and the first problem."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
+        data = json.loads(
+            path.read_text(encoding="utf-8"),
+            parse_constant=_no_constant,
+            object_pairs_hook=_no_repeated_keys,
+        )
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise ResultsFileError(f"{path}: not a readable results.json ({exc})") from exc
     except RecursionError as exc:

@@ -119,6 +119,14 @@ def test_at_chance_is_an_equivalence_test_not_absence_of_evidence() -> None:
     assert claim.min_n > 270
 
 
+def test_a_gallery_of_one_is_no_verdict_at_chance_and_no_crash() -> None:
+    """n = 1: chance is 100 %, so chance + margin lies above every rate; the claim fails
+    with that said (it raised a ValueError out of `dmbench reproduce` before)."""
+    claim = next(c for c in CLAIMS if c.id == "lfw_mask2face_at_chance")
+    verdict = verdict_for(claim, _results(1, {"Overlay2Face": 1}), "sface")
+    assert not verdict.holds and "gallery is too small" in verdict.measured
+
+
 def test_findings_are_monitored_by_size_not_only_by_sign() -> None:
     claim = next(c for c in CLAIMS if c.id == "lfw_mask2face_at_chance")
     finding = {"value": 0.20, "tolerance": 0.04, "n": 555, "measured": "20 % of 555"}

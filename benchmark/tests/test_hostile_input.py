@@ -1161,6 +1161,23 @@ def _with_env(name: str, value: str) -> Callable[[World], list]:
     return arrange
 
 
+def _one_identity(w: World) -> list:
+    people = w.people()
+    for extra in sorted((people / "images").iterdir())[1:]:
+        shutil.rmtree(extra)
+    return ["reproduce", "--data", people, "--out", w.tmp / "out", "--quiet"]
+
+
+def _results_fifo(w: World) -> list:
+    os.mkfifo(w.tmp / "results.json")
+    return ["report", w.tmp / "results.json"]
+
+
+def _repeated_key(w: World) -> list:
+    (w.tmp / "results.json").write_text('{"schema_version": 1, "schema_version": 1}')
+    return ["report", w.tmp / "results.json"]
+
+
 COMMAND_CASES = [
     # datasets
     CommandCase(
@@ -1562,6 +1579,27 @@ COMMAND_CASES = [
         3,
         ("schema_version 7",),
     ),
+    # new cases of this round's own (issue 22, item 7)
+    CommandCase(
+        "one-valid-identity",
+        "22.7",
+        _one_identity,
+        3,
+        ("only 1 identity can be scored",),
+        ("Traceback",),
+    ),
+    CommandCase(
+        "study-of-one-identity",
+        "22.7",
+        lambda w: ["reproduce", "--identities", "1", "--out", w.tmp / "out"],
+        2,
+        ("at least 2",),
+        ("usage:",),
+    ),
+    CommandCase(
+        "results-is-a-pipe", "22.7", _results_fifo, 3, ("not a regular file",), ("no such",)
+    ),
+    CommandCase("results-with-a-repeated-key", "22.7", _repeated_key, 3, ("appears twice",)),
     CommandCase(
         "unknown-option-one-line",
         "22.3",

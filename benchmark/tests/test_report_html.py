@@ -245,3 +245,14 @@ def test_a_real_browser_runs_nothing_from_hostile_strings(hostile_reports, tmp_p
         assert "<table>" in dom, "the browser built the page"
         assert not re.search(r"<html[^>]*data-pwned=", dom), ("a script ran", payload)
         assert not _live(dom), (payload, _live(dom))
+
+
+def test_invisible_and_reordering_characters_are_shown_as_their_codes() -> None:
+    """A name holding a bidi override (U+202E), a zero-width joiner or an escape sequence
+    reads in the report as the codes it holds, never as another name (issue 22, item 7)."""
+    from benchmark.report_html import md_code, md_text
+
+    name = "Adam\u202eSandler\u200d\x1b[31m"
+    for shown in (md_text(name), md_code(name)):
+        assert not any(ch in shown for ch in "\u202e\u200d\x1b"), shown
+        assert "u202e" in shown and "u200d" in shown and "u001b" in shown
