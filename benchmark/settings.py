@@ -33,18 +33,31 @@ def manifest_dir() -> Path:
 PROGRESS_ENV = "DMBENCH_PROGRESS"
 
 
+_YES, _NO = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+def yes_no(name: str, default: bool) -> bool:
+    """A yes/no environment variable; unset or empty is ``default``. Any other word is a
+    usage error: ``DMBENCH_OFFLINE=ture`` must not quietly mean online."""
+    raw = os.environ.get(name, "")
+    value = raw.strip().lower()
+    if not value:
+        return default
+    if value in _YES or value in _NO:
+        return value in _YES
+    from benchmark.errors import UsageError
+
+    raise UsageError(f"{name}={raw!r} is neither yes (1, true, yes, on) nor no (0, false, no, off)")
+
+
 def progress_bars(quiet: bool = False) -> bool:
     """Whether to draw progress bars: not under ``--quiet``, nor with ``DMBENCH_PROGRESS=0``
     (CI, logs)."""
-    return not quiet and os.environ.get(PROGRESS_ENV, "1").strip().lower() not in {
-        "0",
-        "false",
-        "no",
-    }
+    return yes_no(PROGRESS_ENV, True) and not quiet
 
 
 def offline() -> bool:
-    return os.environ.get(OFFLINE_ENV, "0").lower() in {"1", "true", "yes"}
+    return yes_no(OFFLINE_ENV, False)
 
 
 def fixtures_dir() -> Path:

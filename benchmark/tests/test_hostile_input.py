@@ -1600,6 +1600,17 @@ COMMAND_CASES = [
         "results-is-a-pipe", "22.7", _results_fifo, 3, ("not a regular file",), ("no such",)
     ),
     CommandCase("results-with-a-repeated-key", "22.7", _repeated_key, 3, ("appears twice",)),
+    *(
+        CommandCase(
+            f"{name.lower()}-{value}",
+            "22.7",
+            _with_env(name, value),
+            2,
+            (f"{name}='{value}' is neither yes",),
+            then=_no_run_folder,
+        )
+        for name, value in [("DMBENCH_OFFLINE", "ture"), ("DMBENCH_PROGRESS", "garbage")]
+    ),
     CommandCase(
         "unknown-option-one-line",
         "22.3",
