@@ -21,7 +21,8 @@ def read_table(path: Path, required: Iterable[str] = ()) -> list[dict[str, str]]
     """The rows of a CSV table; a missing, unreadable or malformed table is one clear error."""
     path = Path(path)
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
+        # utf-8-sig: a table saved again by a spreadsheet starts with a byte-order mark
+        with open(path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
             rows = list(reader)
             columns = reader.fieldnames or []
@@ -32,9 +33,13 @@ def read_table(path: Path, required: Iterable[str] = ()) -> list[dict[str, str]]
     missing = [c for c in required if c not in columns]
     if missing:
         raise RunTableError(f"{path}: not a dmbench table (missing columns {', '.join(missing)})")
+    first: dict[tuple[str, ...], int] = {}
     for line, row in enumerate(rows, start=2):
         if None in row or any(value is None for value in row.values()):
             raise RunTableError(f"{path} line {line}: wrong number of fields")
+        seen = first.setdefault(tuple(row.values()), line)
+        if seen != line:  # no dmbench table holds a row twice: it would be counted twice
+            raise RunTableError(f"{path} line {line}: repeats line {seen}")
     return rows
 
 

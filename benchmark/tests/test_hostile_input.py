@@ -1178,6 +1178,25 @@ def _repeated_key(w: World) -> list:
     return ["report", w.tmp / "results.json"]
 
 
+def _bom_table(w: World) -> list:
+    run = w.run()
+    table = run / "frames.csv"
+    table.write_bytes(b"\xef\xbb\xbf" + table.read_bytes())  # as a spreadsheet saves it
+    return ["mask", run, "--quiet"]
+
+
+def _all_crops_masked(w: World, outcome: Outcome) -> None:
+    from benchmark.runfolder import read_table
+
+    prepped = [r for r in read_table(w.tmp / "run" / "frames.csv") if r["crop"]]
+    masked = rows_of(next((w.tmp / "run" / "masks").glob("*/masks.csv")))
+    assert prepped and len(masked) == len(prepped), (len(masked), len(prepped))
+
+
+def _repeated_row(w: World, rows) -> None:
+    rows.append(dict(_first_crop(rows)))
+
+
 COMMAND_CASES = [
     # datasets
     CommandCase(
@@ -1610,6 +1629,15 @@ COMMAND_CASES = [
             then=_no_run_folder,
         )
         for name, value in [("DMBENCH_OFFLINE", "ture"), ("DMBENCH_PROGRESS", "garbage")]
+    ),
+    CommandCase("table-with-a-byte-order-mark", "22.7", _bom_table, 0, then=_all_crops_masked),
+    CommandCase(
+        "table-with-a-repeated-row",
+        "22.7",
+        _tampered_frames(_repeated_row),
+        3,
+        ("repeats line",),
+        then=_no_mask_written,
     ),
     CommandCase(
         "unknown-option-one-line",
