@@ -64,6 +64,8 @@ def name_fault(name: str) -> str | None:
     bad = next((char for char in name if breaks_lines(char)), None)
     if bad is None:
         return None  # only spaces such as U+00A0: harmless
+    if 0xDC80 <= ord(bad) <= 0xDCFF:  # os.fsdecode's stand-in for a byte that is not UTF-8
+        return f"name is not valid UTF-8 (byte 0x{ord(bad) - 0xDC00:02X}); rename it"
     return f"name contains a control or line-separator character (U+{ord(bad):04X}); rename it"
 
 

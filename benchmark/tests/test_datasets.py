@@ -560,3 +560,14 @@ def test_ytf_video_names_with_control_characters_are_problems(tmp_path: Path) ->
 def _mkparent(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def test_a_name_that_is_not_utf8_is_called_so() -> None:
+    """An identity folder with the bytes ``Adam_\\xff``: the reason names the byte, not a
+    "control character" (issue 22, item 7)."""
+    from benchmark.runfolder import name_fault
+
+    assert name_fault(os.fsdecode(b"Adam_\xff")) == (
+        "name is not valid UTF-8 (byte 0xFF); rename it"
+    )
+    assert "U+001B" in name_fault("Adam\x1b[31m")
