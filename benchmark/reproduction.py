@@ -279,12 +279,19 @@ def recordings(folder: Path | None = None) -> list[Recording]:
 
 
 def recording_for(numbers: RunNumbers, folder: Path | None = None) -> Recording | None:
-    """The recording of a run of the same profile, size and seed, if there is one."""
-    for recording in recordings(folder):
-        r = recording.numbers
-        if (r.profile, r.identities, r.seed) == (numbers.profile, numbers.identities, numbers.seed):
-            return recording
-    return None
+    """The recording of a run of the same profile, size and seed, if there is one: the one
+    made on this CPU class and lock where several are, else on this CPU class, else the
+    first (floats differ between CPU classes, so each class may have its own recording)."""
+    same_run = [
+        recording
+        for recording in recordings(folder)
+        if (recording.numbers.profile, recording.numbers.identities, recording.numbers.seed)
+        == (numbers.profile, numbers.identities, numbers.seed)
+    ]
+    here_cpu = cpu_class(cpu_facts())
+    exact = [recording for recording in same_run if recording.same_environment()[0]]
+    this_cpu = [recording for recording in same_run if cpu_class(recording.cpu) == here_cpu]
+    return (exact or this_cpu or same_run or [None])[0]
 
 
 @dataclass(frozen=True)
