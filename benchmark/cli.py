@@ -892,9 +892,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = argv  # the command line as given (None: sys.argv), for results.json
     try:
-        from benchmark.settings import offline, progress_bars
+        from benchmark.settings import check_yes_no_variables
 
-        offline(), progress_bars()  # a yes/no variable holding another word: exit 2 now
+        check_yes_no_variables()
         return args.func(args)
     except DmbenchError as exc:
         # One line, whatever the message: its lines (an asset's how-to-obtain) joined.

@@ -15,13 +15,13 @@ from __future__ import annotations
 import base64
 import html
 import re
-import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 
 from markdown_it import MarkdownIt
 
 from benchmark.imageio import write_bytes_atomic
+from benchmark.runfolder import breaks_lines
 
 _STYLE = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 72rem;
@@ -60,12 +60,8 @@ def visible(value: object) -> str:
     (bidi overrides such as U+202E, zero-width characters) and surrogate characters become
     ``\\u202e``, so a name can neither break its line nor read as another name."""
     return "".join(
-        f"\\u{ord(ch):04x}" if unicodedata.category(ch) in _HIDDEN else ch
-        for ch in " ".join(str(value).split())
+        f"\\u{ord(ch):04x}" if breaks_lines(ch) else ch for ch in " ".join(str(value).split())
     )
-
-
-_HIDDEN = {"Cc", "Cf", "Cs", "Co", "Cn"}
 
 
 def md_text(value: object) -> str:

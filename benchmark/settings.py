@@ -60,5 +60,11 @@ def offline() -> bool:
     return yes_no(OFFLINE_ENV, False)
 
 
+def check_yes_no_variables() -> None:
+    """Read every yes/no variable once, so that another word in one is a usage error before
+    any work rather than in the middle of a run."""
+    offline(), progress_bars()
+
+
 def fixtures_dir() -> Path:
     return REPO_ROOT / "fixtures"

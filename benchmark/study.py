@@ -923,8 +923,7 @@ def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     keep the last (json's rule), while another reader may keep the first."""
     found = dict(pairs)
     if len(found) != len(pairs):
-        seen: set[str] = set()
-        twice = next(key for key, _ in pairs if key in seen or seen.add(key))
+        twice = next(key for key, count in Counter(k for k, _ in pairs).items() if count > 1)
         raise ValueError(f"the key {twice!r} appears twice in one object")
     return found
 
