@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 
 from benchmark import __version__
 from benchmark.cache import STAGES
+from benchmark.console import one_line_warnings
 from benchmark.device import DevicePlan
 from benchmark.errors import DmbenchError, UsageError
 from benchmark.pipeline.executor import EXECUTORS, Executor, check_workers, make_executor
@@ -196,9 +197,10 @@ def _prep(args: argparse.Namespace, dataset_spec: str, out: Path):
         params=params,
         cache=Cache(enabled=not args.no_cache),
     )
-    # Made (and found writable) only once the data and the models are known to be usable.
-    out = ensure_folder(out, "--out folder")
-    with _executor(args) as executor:
+    with _executor(args) as executor:  # its options are checked before a folder is made
+        # Made (and found writable) only once the data and the models are known to be usable.
+        dataset.check_outside(out)
+        out = ensure_folder(out, "--out folder")
         lazy = args.selection == "lazy"
         run = run_prep(
             dataset, out, stage, progress=progress_bars(args.quiet), lazy=lazy, executor=executor
@@ -297,7 +299,6 @@ def _study(args: argparse.Namespace, profile, default_out: str):
     """What ``reproduce`` and ``evaluate`` share: the assets checked, the study run into
     ``--out`` (default ``default_out``). Returns the results and the folder."""
     from benchmark.assets import AssetStore
-    from benchmark.imageio import ensure_folder
     from benchmark.study import StudyOptions, missing_assets, run_study
 
     store = AssetStore()
@@ -309,7 +310,7 @@ def _study(args: argparse.Namespace, profile, default_out: str):
             f"profile '{profile.name}' needs assets that are not available: "
             f"{', '.join(missing)}\n\n" + "\n\n".join(store[m].how_to_obtain() for m in missing)
         )
-    out = ensure_folder(Path(args.out or default_out), "--out folder")
+    out = Path(args.out or default_out)  # made by run_study once the data are known
     print(f"dmbench {__version__} {args.command}: profile '{profile.name}' → {out}")
     options = StudyOptions(
         data=args.data,
@@ -862,11 +863,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line_warning(message, category, filename, lineno, line=None) -> str:
-    """Warnings meant for users (cache, assets) as one line, not a source excerpt."""
-    return f"dmbench: warning: {message}\n"
-
-
 def cmd_compare(args: argparse.Namespace) -> int:
     """Every figure that differs between two runs; exit 1 beyond tolerance."""
     from benchmark.reproduction import RunNumbers, compare
@@ -885,9 +881,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import warnings
-
-    warnings.formatwarning = _one_line_warning
+    one_line_warnings()
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = argv  # the command line as given (None: sys.argv), for results.json

@@ -33,6 +33,19 @@ _PAUSE = 0.05  # seconds without output after which a line without its end is fo
 _state: dict[str, object] = {}
 
 
+def one_line_warnings() -> None:
+    """Show warnings meant for users (cache, assets) as one ``dmbench: warning:`` line,
+    not Python's file, line number and source excerpt. Each process calls it: the command
+    line, and every worker, which starts from a fresh interpreter."""
+    import warnings
+
+    warnings.formatwarning = _one_line_warning
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"dmbench: warning: {message}\n"
+
+
 def without_native_logs(data: bytes) -> bytes:
     return NATIVE_LINE.sub(b"", data)
 

@@ -45,7 +45,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from benchmark.errors import DatasetLayoutError
+from benchmark.errors import DatasetLayoutError, UsageError
 from benchmark.runfolder import breaks_lines, name_fault
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -139,6 +139,17 @@ class Dataset:
         for f in self.frames:
             out[f.identity].add(f.session)
         return {k: sorted(v, key=natural_key) for k, v in out.items()}
+
+    def check_outside(self, folder: Path | str, what: str = "--out folder") -> None:
+        """Refuse a run folder at or inside this dataset: the next run would read it back
+        as an identity, its crops as photos. Checked before anything is written."""
+        where, root = Path(folder).resolve(), self.root.resolve()
+        if where.is_relative_to(root):
+            place = "is the dataset folder" if where == root else "lies inside the dataset"
+            raise UsageError(
+                f"{what} {folder} {place} {self.root}, where a later run would read it as "
+                "data; choose a folder outside the dataset"
+            )
 
     def subset(self, max_identities: int | None, seed: int = 42, min_sessions: int = 1) -> Dataset:
         """Keep identities with ``min_sessions`` sessions; draw ``max_identities`` of them.

@@ -27,7 +27,7 @@ from benchmark.claims import claim_records
 from benchmark.datasets import Dataset, fetch_dataset, resolve_dataset
 from benchmark.device import DevicePlan
 from benchmark.errors import DmbenchError, ResultsFileError, UsageError
-from benchmark.imageio import load_image, write_bytes_atomic
+from benchmark.imageio import ensure_folder, load_image, write_bytes_atomic
 from benchmark.leakage import probe_mask_run
 from benchmark.machine import cpu_class, cpu_facts, lock_status
 from benchmark.metrics import paired_difference
@@ -629,6 +629,8 @@ def run_study(
         except DmbenchError:
             fetch_dataset(store, "lfw", None, profile.seed)
     dataset = resolve_dataset(spec, store)
+    dataset.check_outside(out_dir)
+    out_dir = ensure_folder(out_dir, "--out folder")  # writable, before an hour of models
     # No identity with fewer sessions can be valid; the rest in a seeded order.
     order = dataset.draw_order(profile.seed, min_sessions=MIN_SESSIONS)
     if not order:

@@ -47,9 +47,12 @@ def three_people(lfw: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Path
     return root
 
 
-def _prep(people: Path, out: Path, **env: str) -> subprocess.CompletedProcess:
+def _prep(
+    people: Path, out: Path, cache: Path | None = None, **env: str
+) -> subprocess.CompletedProcess:
+    """``dmbench prep`` with 2 workers, without a cache unless ``cache`` names one."""
     environ = {k: v for k, v in os.environ.items() if k != "DMBENCH_NATIVE_LOGS"}
-    environ.update(env, DMBENCH_CACHE_DIR=str(out.parent / "cache"))
+    environ.update(env, DMBENCH_CACHE_DIR=str(cache or out.parent / "cache"))
     return subprocess.run(
         [
             sys.executable,
@@ -61,7 +64,7 @@ def _prep(people: Path, out: Path, **env: str) -> subprocess.CompletedProcess:
             str(out),
             "--workers",
             "2",
-            "--no-cache",
+            *(["--no-cache"] if cache is None else []),
         ],
         env=environ,
         capture_output=True,
@@ -88,3 +91,17 @@ def test_progress_zero_draws_no_bar(three_people: Path, tmp_path) -> None:
     assert quiet.returncode == 0, quiet.stderr
     assert "img/s" not in quiet.stderr and "%|" not in quiet.stderr, quiet.stderr
     assert "kept" in quiet.stdout, "the summary line stays"
+
+
+@pytest.mark.integration
+def test_a_warning_in_a_worker_is_one_dmbench_line(three_people: Path, tmp_path) -> None:
+    """A worker is a fresh interpreter: its warnings (here, a cache that cannot be
+    written) must look like the command line's own, without Python's source excerpt."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    shown = _prep(three_people, tmp_path / "run", cache=blocker, DMBENCH_PROGRESS="0")
+    assert shown.returncode == 0, shown.stderr
+    warned = [line for line in shown.stderr.splitlines() if "cannot be written" in line]
+    assert warned, shown.stderr
+    assert all(line.startswith("dmbench: warning: cache ") for line in warned), shown.stderr
+    assert "CacheWarning" not in shown.stderr and "self.cache" not in shown.stderr, shown.stderr

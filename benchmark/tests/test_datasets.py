@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 
 from benchmark.datasets import (
+    Dataset,
     FaceBox,
     natural_key,
     open_dataset,
     resolve_dataset,
 )
-from benchmark.errors import DatasetLayoutError
+from benchmark.errors import DatasetLayoutError, UsageError
 
 
 def _touch(path: Path) -> None:
@@ -571,3 +572,23 @@ def test_a_name_that_is_not_utf8_is_called_so() -> None:
         "name is not valid UTF-8 (byte 0xFF); rename it"
     )
     assert "U+001B" in name_fault("Adam\x1b[31m")
+
+
+def test_a_run_folder_at_or_in_its_dataset_is_refused(tmp_path: Path) -> None:
+    """Only the dataset's own folder and what lies below it, however the path is spelt (a
+    link, ``..``); a sibling that shares a prefix and a parent that holds the data are fine."""
+    data = tmp_path / "data"
+    (data / "alice").mkdir(parents=True)
+    (tmp_path / "via-link").symlink_to(data / "alice")
+    dataset = Dataset("mine", data, "photos", [])
+    for refused in (
+        data,
+        data / "alice",
+        data / "alice" / "run",
+        tmp_path / "via-link",
+        data / ".." / "data" / "new",
+    ):
+        with pytest.raises(UsageError, match="a later run would read it as data"):
+            dataset.check_outside(refused)
+    for allowed in (tmp_path / "data-run", tmp_path, tmp_path / "out"):
+        dataset.check_outside(allowed)

@@ -70,6 +70,7 @@ class World:
         self.cache = tmp / "cache"
         monkeypatch.setenv("DMBENCH_CACHE_DIR", str(self.cache))
         self._modes: list[tuple[Path, int]] = []
+        self.listing: list[str] = []  # a tree as it was before the command
 
     # data
     def people(self, name: str = "people") -> Path:
@@ -426,7 +427,7 @@ def _exif(orientation: int) -> Image.Exif:
 def image_rows(base: Base, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     """One LFW-layout identity holding every ``IMAGE_CASES`` file, prepped once by the CLI."""
     root = tmp_path_factory.mktemp("hostile_images")
-    person = root / "images" / "Bad_Input"
+    person = root / "data" / "images" / "Bad_Input"
     person.mkdir(parents=True)
     good = Image.open(base.photos[0]).convert("RGB")
     files = {}
@@ -437,7 +438,7 @@ def image_rows(base: Base, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     saved = os.environ.get("DMBENCH_CACHE_DIR")
     os.environ["DMBENCH_CACHE_DIR"] = str(root / "cache")
     try:
-        outcome = dmbench("prep", root, "--out", root / "run", "--quiet")
+        outcome = dmbench("prep", root / "data", "--out", root / "run", "--quiet")
     finally:
         os.environ.pop("DMBENCH_CACHE_DIR")
         if saved is not None:
@@ -1153,6 +1154,31 @@ def _prep_with(flag: str, value: str) -> Callable[[World], list]:
     return lambda w: ["prep", w.people(), "--out", w.tmp / "out", flag, value]
 
 
+def _tree(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def _run_inside_the_data(command: str, where: str) -> Callable[[World], list]:
+    """A run folder at ``where`` in the dataset (``{identity}``: its first identity's
+    folder), which a later run would read back as data."""
+
+    def arrange(w: World) -> list:
+        people = w.people()
+        w.listing = _tree(people)
+        identity = sorted((people / "images").iterdir())[0].name
+        out = people / where.format(identity=identity)
+        if command == "prep":
+            return ["prep", people, "--out", out]
+        return ["reproduce", "--data", people, "--out", out, "--identities", "2"]
+
+    return arrange
+
+
+def _dataset_untouched(w: World, outcome: Outcome) -> None:
+    assert _tree(w.tmp / "people") == w.listing, "a refused run wrote into the dataset"
+    assert outcome.err.count("\n") == 1, outcome.err
+
+
 def _no_run_folder(w: World, outcome: Outcome) -> None:
     assert not (w.tmp / "out").exists(), "a refused command left a run folder"
     assert outcome.err.count("\n") == 1, outcome.err
@@ -1635,6 +1661,38 @@ COMMAND_CASES = [
         3,
         ("repeats line",),
         then=_no_mask_written,
+    ),
+    *(
+        CommandCase(
+            f"{command}-into-the-dataset-{label}",
+            "22.7",
+            _run_inside_the_data(command, where),
+            2,
+            ("the dataset", "a later run would read it as data"),
+            then=_dataset_untouched,
+        )
+        for command, label, where in [
+            ("prep", "root", "."),
+            ("prep", "images-folder", "images/run"),
+            ("prep", "identity-folder", "images/{identity}"),
+            ("reproduce", "images-folder", "images/study"),
+        ]
+    ),
+    CommandCase(
+        "workers-far-above-the-cores",
+        "22.7",
+        lambda w: ["prep", w.people(), "--out", w.tmp / "out", "--workers", "100000"],
+        2,
+        ("--workers 100000 is more than 4 per core",),
+        then=_no_run_folder,
+    ),
+    CommandCase(
+        "workers-env-far-above-the-cores",
+        "22.7",
+        _with_env("DMBENCH_WORKERS", "100000"),
+        2,
+        ("DMBENCH_WORKERS 100000 is more than 4 per core",),
+        then=_no_run_folder,
     ),
     CommandCase(
         "unknown-option-one-line",

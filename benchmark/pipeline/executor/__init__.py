@@ -13,6 +13,7 @@ from benchmark.pipeline.executor.local import (
     ProcessExecutor,
     SerialExecutor,
     available_cores,
+    check_local_workers,
     check_workers,
     default_workers,
     run_through_cache,
@@ -26,6 +27,7 @@ __all__ = [
     "ProcessExecutor",
     "SerialExecutor",
     "available_cores",
+    "check_local_workers",
     "check_workers",
     "default_workers",
     "make_executor",
@@ -57,5 +59,5 @@ def make_executor(
     gpus = visible_gpus() if cuda else []
     if workers is None:
         workers = len(gpus) if gpus else default_workers()
-    workers = check_workers(workers)
+    workers = check_local_workers(workers)
     return SerialExecutor() if workers == 1 else ProcessExecutor(workers, gpus)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from typing import Any, Protocol, Self
 
+from benchmark.console import one_line_warnings
 from benchmark.device import GPUS_ENV, THREADS_ENV
 from benchmark.errors import UsageError
 
@@ -46,15 +47,36 @@ def default_workers() -> int:
     if not value:
         return available_cores()
     try:
-        return check_workers(int(value), f"{WORKERS_ENV}")
+        number = int(value)
     except ValueError:
         raise UsageError(f"{WORKERS_ENV}={value!r} is not a number of workers") from None
+    return check_local_workers(number, WORKERS_ENV)
 
 
 def check_workers(workers: int, source: str = "--workers") -> int:
     """``workers`` when it is at least 1; ``source`` names where it was set."""
     if workers < 1:
         raise UsageError(f"{source} must be at least 1, not {workers}")
+    return workers
+
+
+# Worker processes per core that a local pool may have. The stages are CPU-bound, so more
+# than one per core adds no speed, only a process of models each (about 180 MB); a few per
+# core leave room to measure oversubscription, and a typo like 100000 is refused.
+WORKERS_PER_CORE = 4
+
+
+def check_local_workers(workers: int, source: str = "--workers") -> int:
+    """``workers`` processes on this machine: at least 1, at most WORKERS_PER_CORE for
+    each core this process may use."""
+    check_workers(workers, source)
+    cores = available_cores()
+    if workers > WORKERS_PER_CORE * cores:
+        raise UsageError(
+            f"{source} {workers} is more than {WORKERS_PER_CORE} per core this process may "
+            f"use ({cores} cores, so at most {WORKERS_PER_CORE * cores}); each worker is a "
+            "process with its own models"
+        )
     return workers
 
 
@@ -230,6 +252,7 @@ def die_with_parent(parent: int, every: float = 0.5) -> None:
 
 def _start_worker(threads: int, gpus: tuple[str, ...], started: Any, parent: int) -> None:
     die_with_parent(parent)
+    one_line_warnings()  # a spawned interpreter has Python's own format again
     # The parent handles Ctrl-C and stops the pool; a worker must not die mid-write on it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if gpus:  # before any CUDA library loads in this process

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from benchmark.console import one_line_warnings
 from benchmark.errors import DeviceError, DmbenchError, UsageError
 from benchmark.pipeline.executor.local import (
     ClosingExecutor,
@@ -199,6 +200,7 @@ class StageActor:
     """One Ray actor: builds each stage once (``run_chunk``) and runs its chunks."""
 
     def __init__(self, threads: int) -> None:
+        one_line_warnings()
         set_thread_budget(threads)
         self._seen: set[str] = set()
 

@@ -442,6 +442,7 @@ def run_prep(
     """
     from tqdm import tqdm
 
+    dataset.check_outside(out_dir, "run folder")
     out_dir = ensure_folder(Path(out_dir), "run folder")
     if not dataset.frames:
         raise DmbenchError(
