@@ -35,6 +35,11 @@ class ImageReadError(DmbenchError):
         super().__init__(f"{path}: {reason}")
 
 
+class FrameError(DmbenchError):
+    """One frame cannot be prepped: its row in frames.csv says why, and the run goes on
+    (a model that cannot load raises its own error, which stops the run)."""
+
+
 class DeviceError(DmbenchError):
     """A requested accelerator is not usable (we never fall back silently)."""
 

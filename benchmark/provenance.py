@@ -140,11 +140,17 @@ def library_versions(top_level: Iterable[str]) -> dict[str, str]:
             versions[f"absent:{module}"] = "absent"
             continue
         for dist in dists:
-            try:
-                versions[dist] = importlib.metadata.version(dist)
-            except importlib.metadata.PackageNotFoundError:
-                versions[dist] = "absent"
+            versions[dist] = _version(dist)
     return dict(sorted(versions.items()))
+
+
+@functools.cache
+def _version(dist: str) -> str:
+    """A distribution's version, read once per process (each read parses its METADATA)."""
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
 
 
 def _source_digest(modules: Iterable[str], root: Path) -> dict[str, str]:
@@ -213,4 +219,5 @@ def _stamp_digest(modules: tuple[str, ...], upstream: tuple[str, ...], root: Pat
 def forget() -> None:
     """Drop what was read from disk (tests that edit a module's source call this)."""
     _imports_of.cache_clear()
+    _version.cache_clear()
     _stamp_digest.cache_clear()

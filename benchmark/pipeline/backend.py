@@ -32,6 +32,49 @@ class Backend(Protocol):
         file name: they key the cache beside the manifest assets. None by default."""
         return {}
 
+    def load(self) -> None:
+        """Build the models: import their libraries, read their weights. A stage calls it
+        before it computes its first miss, so that a run whose every result is cached
+        loads nothing (and a model that cannot load stops the run, not one item). By
+        default it loads the helpers the backend holds (a shared face mesh, dlib's
+        landmarks); a backend with models of its own subclasses ``LoadsOnFirstUse``."""
+        load_helpers(self)
+
+
+def load_helpers(owner: object) -> None:
+    """Load every ``LoadsOnFirstUse`` that ``owner`` holds as an attribute."""
+    for helper in list(vars(owner).values()):
+        if isinstance(helper, LoadsOnFirstUse):
+            helper.load()
+
+
+class LoadsOnFirstUse:
+    """Models built once, on first use, not at construction: ``load_models`` sets the
+    attributes named in ``models``, and reading any of them first calls it (so a backend
+    used directly, without its stage, works the same). Construction does what is cheap
+    and must fail early: checking the device, finding and verifying the asset files."""
+
+    models: ClassVar[tuple[str, ...]] = ()
+
+    def load_models(self) -> None:
+        raise NotImplementedError
+
+    def load(self) -> None:
+        if not self.__dict__.get("_models_loaded"):
+            self.__dict__["_models_loaded"] = True  # load_models may read what it has set
+            try:
+                self.load_models()
+            except BaseException:
+                self.__dict__["_models_loaded"] = False
+                raise
+        load_helpers(self)
+
+    def __getattr__(self, name: str) -> Any:  # only for attributes not (yet) set
+        if name in type(self).models and not self.__dict__.get("_models_loaded"):
+            self.load()
+            return object.__getattribute__(self, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
 
 def implements(backend: object, protocol: type) -> bool:
     """Whether a backend (class or instance) subclasses ``protocol``: the explicit answer

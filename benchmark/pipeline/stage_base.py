@@ -29,7 +29,7 @@ from benchmark.assets import AssetStore
 from benchmark.cache import Cache, cache_key
 from benchmark.device import DevicePlan
 from benchmark.imageio import write_bytes_atomic
-from benchmark.pipeline.backend import Backend
+from benchmark.pipeline.backend import Backend, load_helpers
 from benchmark.pipeline.registry import Registry
 from benchmark.provenance import CodeStamp
 
@@ -109,6 +109,13 @@ class Stage:
             [type(self).__module__, *(type(b).__module__ for b in self.backends.values())],
             self.upstream,
         )
+
+    def load_models(self) -> None:
+        """Build every backend's models, once: called before the first miss is computed,
+        so a warm run builds none and a model that cannot load stops the run."""
+        for backend in self.backends.values():
+            backend.load()
+        load_helpers(self)  # a stage's own (the utility stage's mesh and landmarks)
 
     def remember(
         self,

@@ -177,12 +177,15 @@ def test_stand_in_cut_fails_closed(stand_in_cut, crops) -> None:
 
 
 def test_landmarker_checks_its_model_file(landmarker68, tmp_path: Path) -> None:
+    """When its model loads (before a stage's first miss, or on first use)."""
     with pytest.raises(AssetError, match="68-point shape predictor, expected 81"):
-        DlibLandmarker(landmarker68.predictor_path, n_points=81)
+        DlibLandmarker(landmarker68.predictor_path, n_points=81).load()
     garbage = tmp_path / "garbage.dat"
     garbage.write_bytes(b"not a model")
     with pytest.raises(AssetError, match="not a readable dlib shape predictor"):
-        DlibLandmarker(garbage)
+        DlibLandmarker(garbage).load()
+    with pytest.raises(AssetError, match="not a readable dlib shape predictor"):
+        DlibLandmarker(garbage).landmarks(np.zeros((SIZE, SIZE, 3), np.uint8))
 
 
 def test_landmarker_rejects_non_images(landmarker68) -> None:

@@ -242,3 +242,62 @@ def test_a_worker_turns_a_frame_error_into_its_row(store, lfw20, monkeypatch) ->
     frame = lfw20.frames[0]
     rows = stage.compute_frames([(frame, b"", "0" * 64)])
     assert [(r.status, r.reason) for r in rows] == [("error", "the disk went away")]
+
+
+def _loaded(stage: Stage) -> dict[str, bool]:
+    """Whether each backend of a stage, and each helper it holds, has built its models."""
+    from benchmark.pipeline.backend import LoadsOnFirstUse
+
+    found = {}
+    for role, backend in stage.backends.items():
+        for name, part in [
+            (role, backend),
+            *((f"{role}.{k}", v) for k, v in vars(backend).items()),
+        ]:
+            if isinstance(part, LoadsOnFirstUse):
+                found[name] = bool(part.__dict__.get("_models_loaded"))
+    return found
+
+
+@pytest.mark.integration
+def test_models_are_built_on_the_first_miss_only(lfw20, store, tmp_path: Path) -> None:
+    """A warm run builds no model (MediaPipe's mesh, dlib's landmarks, eos, the embedders'
+    sessions); a cold one builds them before its first miss."""
+    frames = lfw20.subset(2, seed=3)
+    stages = lambda cache: (  # noqa: E731
+        PrepStage.from_names(store=store, cache=cache),
+        MaskStage.from_names("sfm-eos", store=store, cache=cache),
+    )
+    cold = stages(Cache(tmp_path / "cache"))
+    assert all(not v for stage in cold for v in _loaded(stage).values()), "built at construction"
+    assert set(_loaded(cold[0])) >= {"pose.mesh"} and set(_loaded(cold[1])) >= {"reconstruct"}
+    run_prep(frames, tmp_path / "run", cold[0], progress=False)
+    run_mask(tmp_path / "run", cold[1], progress=False)
+    assert all(v for stage in cold for v in _loaded(stage).values()), _loaded(cold[1])
+    warm = stages(Cache(tmp_path / "cache"))
+    run_prep(frames, tmp_path / "run2", warm[0], progress=False)
+    run_mask(tmp_path / "run2", warm[1], progress=False)
+    assert warm[0].cache.misses == warm[1].cache.misses == 0
+    assert not any(v for stage in warm for v in _loaded(stage).values()), "a warm run built one"
+
+
+def test_building_the_default_stages_imports_no_mediapipe(tmp_path: Path) -> None:
+    """MediaPipe (and TensorFlow, which it imports where installed) cost seconds: only a
+    stage that runs the mesh imports it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from benchmark.pipeline.prep.stage import PrepStage\n"
+        "from benchmark.pipeline.mask.stage import MaskStage\n"
+        "from benchmark.pipeline.recognize.stage import RecognizeStage\n"
+        "from benchmark.pipeline.mask.utility import UtilityStage\n"
+        "PrepStage.from_names(); MaskStage.from_names(); MaskStage.from_names('sfm-eos')\n"
+        "RecognizeStage.from_names('sface'); RecognizeStage.from_names('dlib-resnet-onnx')\n"
+        "UtilityStage.from_names()\n"
+        "print(sorted(m for m in ('mediapipe', 'tensorflow') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.errors import AssetError, DmbenchError, MaskFailure
+from benchmark.pipeline.backend import LoadsOnFirstUse
 
 
 def as_uint8_image(image: np.ndarray) -> np.ndarray:
@@ -31,8 +32,9 @@ def as_uint8_image(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-class DlibLandmarker:
-    """Landmarks of the one face in an image: dlib HOG detector + a shape predictor.
+class DlibLandmarker(LoadsOnFirstUse):
+    """Landmarks of the one face in an image: dlib HOG detector + a shape predictor, both
+    loaded on first use.
 
     ``n_points``, when given, is checked against the predictor file (a 68-point file
     placed where the 81-point one belongs is an asset error, not a silent change of
@@ -43,7 +45,7 @@ class DlibLandmarker:
         self, predictor_path: Path | str, *, n_points: int | None = None, upsample: int = 1
     ) -> None:
         try:
-            import dlib
+            import dlib  # noqa: F401  (there now; its models load on first use)
         except ImportError as exc:
             raise DmbenchError(
                 f"dlib landmarks need the dlib package ({exc}): "
@@ -51,6 +53,14 @@ class DlibLandmarker:
             ) from exc
 
         self.predictor_path = Path(predictor_path)
+        self.upsample = upsample
+        self._expected_points = n_points
+
+    models = ("_predictor", "_detector", "n_points")
+
+    def load_models(self) -> None:
+        import dlib
+
         try:
             self._predictor = dlib.shape_predictor(str(self.predictor_path))
         except RuntimeError as exc:
@@ -58,14 +68,13 @@ class DlibLandmarker:
                 f"{self.predictor_path}: not a readable dlib shape predictor ({exc})"
             ) from exc
         self._detector = dlib.get_frontal_face_detector()
-        self.upsample = upsample
         # shape_predictor does not expose its part count: run it once on a dummy box.
         probe = self._predictor(np.zeros((16, 16), np.uint8), dlib.rectangle(0, 0, 15, 15))
         self.n_points = int(probe.num_parts)
-        if n_points is not None and self.n_points != n_points:
+        if self._expected_points is not None and self.n_points != self._expected_points:
             raise AssetError(
                 f"{self.predictor_path}: a {self.n_points}-point shape predictor, "
-                f"expected {n_points} points"
+                f"expected {self._expected_points} points"
             )
 
     def faces(self, image: np.ndarray) -> list[tuple[int, int, int, int]]:

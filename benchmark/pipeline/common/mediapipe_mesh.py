@@ -16,6 +16,7 @@ import numpy as np
 from benchmark.assets import AssetStore
 from benchmark.device import check_device
 from benchmark.errors import DeviceError
+from benchmark.pipeline.backend import LoadsOnFirstUse
 
 MESH_POINTS = 468
 ASSETS = ("mediapipe-face-models",)
@@ -23,8 +24,10 @@ REMEMBERED = 4096  # images whose faces a process keeps (≈ 11 KB of points eac
 _SEEN: OrderedDict[tuple, tuple[np.ndarray, ...]] = OrderedDict()  # every instance's
 
 
-class MediaPipeFaceMesh:
-    """A verified, CPU-only MediaPipe FaceMesh in static-image mode.
+class MediaPipeFaceMesh(LoadsOnFirstUse):
+    """A verified, CPU-only MediaPipe FaceMesh in static-image mode, imported and built on
+    first use (MediaPipe's import, which pulls in TensorFlow where it is installed, takes
+    seconds that a warm run need not spend).
 
     Static-image mode has no tracking state, so one image always gives the same faces:
     they are remembered per process (by the image's sha256 and the mesh's settings), and
@@ -43,13 +46,18 @@ class MediaPipeFaceMesh:
                 "MediaPipe's Python wheel runs the face mesh on the CPU only; "
                 "use --device cpu for MediaPipe backends"
             )
+        store.directory("mediapipe-face-models")  # verifies the bundled weights' sha256
+        self._settings = (max_faces, min_detection_confidence)
+
+    models = ("_mesh",)
+
+    def load_models(self) -> None:
         # MediaPipe's C++ and TFLite log lines would drown the progress bar.
         os.environ.setdefault("GLOG_minloglevel", "2")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import mediapipe as mp
 
-        store.directory("mediapipe-face-models")  # verifies the bundled weights' sha256
-        self._settings = (max_faces, min_detection_confidence)
+        max_faces, min_detection_confidence = self._settings
         self._mesh = mp.solutions.face_mesh.FaceMesh(
             static_image_mode=True,
             max_num_faces=max_faces,

@@ -42,6 +42,7 @@ import numpy as np
 from benchmark.assets import AssetStore
 from benchmark.device import check_device
 from benchmark.errors import DeviceError, DmbenchError
+from benchmark.pipeline.backend import LoadsOnFirstUse
 from benchmark.pipeline.common.landmarks_dlib import DlibLandmarker, as_uint8_image
 from benchmark.pipeline.mask.types import (
     RECONSTRUCTORS,
@@ -100,7 +101,7 @@ class SfmFit:
 
 
 @RECONSTRUCTORS.register("sfm-eos")
-class SfmEosReconstructor(Reconstructor):
+class SfmEosReconstructor(LoadsOnFirstUse, Reconstructor):
     """Surrey Face Model (shape + expressions) fitted by eos to dlib's 68 landmarks. CPU only."""
 
     cpu_only = True  # no GPU code: a "cuda" device plan runs it on the CPU
@@ -132,7 +133,7 @@ class SfmEosReconstructor(Reconstructor):
 
         self._eos = eos
         self.iterations = int(iterations)
-        sfm = {
+        self._sfm = {
             rel: str(store.file("sfm", rel))
             for rel in (
                 SFM_SHAPE,
@@ -142,6 +143,23 @@ class SfmEosReconstructor(Reconstructor):
                 SFM_CONTOURS,
             )
         }
+        self._landmarker = DlibLandmarker(
+            store.file("dlib-face-recognition-models", DLIB_68), n_points=68
+        )
+
+    models = (
+        "_model",
+        "_mapper",
+        "_edge_topology",
+        "_contour_landmarks",
+        "_model_contour",
+        "mean_shape",
+        "triangles",
+        "landmark_vertices",
+    )
+
+    def load_models(self) -> None:
+        eos, sfm = self._eos, self._sfm
         shape_only = eos.morphablemodel.load_model(sfm[SFM_SHAPE])
         shape_model = shape_only.get_shape_model()
         self._model = eos.morphablemodel.MorphableModel(
@@ -163,9 +181,6 @@ class SfmEosReconstructor(Reconstructor):
         self.landmark_vertices = {
             int(ibug) - 1: int(vertex) for ibug, vertex in self._mapper.get_mappings().items()
         }
-        self._landmarker = DlibLandmarker(
-            store.file("dlib-face-recognition-models", DLIB_68), n_points=68
-        )
 
     def fit(self, crop: np.ndarray) -> SfmFit:
         """Landmarks + eos fit of the one face in ``crop``; MaskFailure if none or several."""

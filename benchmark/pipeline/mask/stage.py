@@ -48,7 +48,7 @@ from benchmark.pipeline.mask.anonymizers import (
 )
 from benchmark.pipeline.mask.types import CONTROLS, CUTS, RECONSTRUCTORS, RENDERERS, MaskFailure
 from benchmark.pipeline.stage_base import RunOutcomes, Stage, create_backends, write_run_record
-from benchmark.runfolder import check_names, contained, inside, read_table
+from benchmark.runfolder import RunPaths, check_names, read_table
 from benchmark.specs import MASK_VARIANTS
 
 STAGE = "mask"
@@ -266,6 +266,7 @@ class MaskStage(Stage):
         """Anonymize ``(crop, cache key[, path in the run folder])`` items the cache did not
         have, and store them (what an executor's worker runs). The crops go to the
         anonymizer together (RingNet: one network call for many crops)."""
+        self.load_models()
         crops = [item[0] for item in items]
         names = [item[2] if len(item) > 2 else "" for item in items]
         todo = [i for i, crop in enumerate(crops) if self._well_formed(crop)]
@@ -466,11 +467,11 @@ def _selected_crops(run_dir: Path, table: Path) -> list[dict[str, str]]:
 
     The table is data anyone may have edited: an identity like ``../../escape`` or an
     absolute crop path is refused before any image is read, written or removed."""
-    rows = []
+    rows, run = [], RunPaths(run_dir)
     for line, row in enumerate(read_table(table, ("identity", "session", "frame", "crop")), 2):
         if row["crop"]:
             check_names(table, line, row["identity"], row["session"])
-            contained(run_dir, row["crop"], table, line)
+            run.contained(row["crop"], table, line)
             rows.append(row)
     return rows
 
@@ -481,7 +482,8 @@ def pixels_sha256(crop: np.ndarray) -> str:
 
 
 def _write_outputs(run_dir: Path, run: MaskRun, stage: MaskStage) -> None:
-    inside(run_dir, str(run.out_dir.relative_to(run_dir)))  # not a link to elsewhere
+    paths = RunPaths(run_dir)
+    paths.inside(str(run.out_dir.relative_to(run_dir)))  # not a link to elsewhere
     ensure_folder(run.out_dir, "mask output folder")
     columns = ["identity", "session", "frame", "crop", "status", "reason", *VARIANTS]
     with atomic_writer(run.out_dir / "masks.csv", "w", newline="", encoding="utf-8") as handle:
@@ -497,7 +499,7 @@ def _write_outputs(run_dir: Path, run: MaskRun, stage: MaskStage) -> None:
                 "reason": item.result.reason,
             }
             for variant in VARIANTS:
-                path = inside(run_dir, output_relpath(run.backend, variant, item))
+                path = paths.inside(output_relpath(run.backend, variant, item))
                 if item.result.encoded is not None:
                     write_png_atomic(path, item.result.encoded[f"{variant}.png"])
                     row[variant] = output_relpath(run.backend, variant, item)

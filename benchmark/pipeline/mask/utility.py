@@ -105,6 +105,7 @@ class UtilityStage(Stage):
     ) -> list[dict[str, Any]]:
         """Measure ``(photo, anonymized, cache key)`` items and store them (what an
         executor's worker runs)."""
+        self.load_models()
         out = []
         for photo, anonymized, key in items:
             measured = self.measure(photo, anonymized)

@@ -32,6 +32,7 @@ from benchmark.datasets import Dataset, Frame, natural_key
 from benchmark.device import DevicePlan
 from benchmark.errors import (
     DmbenchError,
+    FrameError,
     ImageReadError,
     OutputError,
     RunTableError,
@@ -57,7 +58,7 @@ from benchmark.pipeline.prep.types import (
     Selection,
 )
 from benchmark.pipeline.stage_base import RunOutcomes, Stage, create_backends, write_run_record
-from benchmark.runfolder import check_names, inside, read_table
+from benchmark.runfolder import RunPaths, check_names, read_table
 
 STAGE = "prep"
 PREP_CHUNK = 8  # frames per executor task (a detection and a pose each)
@@ -214,16 +215,26 @@ class PrepStage(Stage):
 
     # -- one frame --------------------------------------------------------------
     def run_frame(self, frame: Frame, expected_sha256: str | None = None) -> FrameResult:
-        """One frame, with its crop's pixels (decoded when they came from the cache)."""
-        found = self.look_up(frame, expected_sha256)
+        """One frame, with its crop's pixels (decoded when they came from the cache).
+        A frame's own error is raised as a ``FrameError``; a model that cannot load, as
+        itself."""
+        try:
+            found = self.look_up(frame, expected_sha256)
+        except DmbenchError as exc:
+            raise FrameError(str(exc)) from exc
         if isinstance(found, FrameResult):
             found.crop_image()
             return found
-        return self.compute_frame(frame, *found)
+        self.load_models()
+        try:
+            return self.compute_frame(frame, *found)
+        except DmbenchError as exc:
+            raise FrameError(str(exc)) from exc
 
     def compute_frames(self, items: list[tuple[Frame, bytes, str]]) -> list[FrameResult]:
         """``compute_frame`` on cache misses (what an executor's worker runs); an error
         is that frame's row, as in ``run_prep``, never the end of the run."""
+        self.load_models()
         results = []
         for frame, data, digest in items:
             try:
@@ -462,7 +473,7 @@ def run_prep(
         expected = dataset.expected_sha256.get(frame.rel)
         try:
             result = stage.run_frame(frame, expected)
-        except DmbenchError as exc:
+        except FrameError as exc:  # this frame's fault; a model's stops the run
             result = FrameResult(frame, "error", str(exc))
         bar.update()
         return result
@@ -528,9 +539,10 @@ def run_prep(
         roles[sel.database] = "database" if sel.database != sel.query else "both"
         if sel.query != sel.database:
             roles[sel.query] = "query"
+    crops = RunPaths(out_dir)  # a linked crops/ leads nowhere
     for res in results:
         if res.frame.uid in roles and res.has_crop:
-            crop = inside(out_dir, crop_relpath(res.frame))  # a linked crops/ leads nowhere
+            crop = crops.inside(crop_relpath(res.frame))
             write_png_atomic(crop, res.crop_png or res.crop)
     _write_table(out_dir / "frames.csv", results, roles, dataset.problems)
     with atomic_writer(out_dir / "selection.csv", "w", newline="", encoding="utf-8") as handle:

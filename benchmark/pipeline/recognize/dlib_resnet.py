@@ -26,6 +26,7 @@ import numpy as np
 from benchmark.assets import AssetStore
 from benchmark.device import check_device
 from benchmark.errors import DeviceError, DmbenchError
+from benchmark.pipeline.backend import LoadsOnFirstUse
 from benchmark.pipeline.common.landmarks_dlib import as_uint8_image
 from benchmark.pipeline.recognize.types import (
     EMBEDDERS,
@@ -41,7 +42,7 @@ UPSAMPLE = 1
 SAME_PERSON_DISTANCE = 0.6  # dlib's documented threshold
 
 
-class DlibFaces:
+class DlibFaces(LoadsOnFirstUse):
     """What both dlib embedders share: dlib's HOG detector and 5-point landmarks on the
     image (or on its photo), and a descriptor of the face at those landmarks."""
 
@@ -53,8 +54,13 @@ class DlibFaces:
     def __init__(self, store: AssetStore, batch_size: int) -> None:
         self._dlib = import_dlib()
         self.batch_size = max(1, int(batch_size))
+        self._predictor_path = store.file(ASSET, PREDICTOR_5)
+
+    models = ("detector", "predictor")
+
+    def load_models(self) -> None:
         self.detector = self._dlib.get_frontal_face_detector()
-        self.predictor = self._dlib.shape_predictor(str(store.file(ASSET, PREDICTOR_5)))
+        self.predictor = self._dlib.shape_predictor(str(self._predictor_path))
 
     def best_face(self, rgb: np.ndarray):
         """(rectangle, score) of the highest-scoring HOG detection, or None."""
@@ -130,7 +136,13 @@ class DlibResNetEmbedder(DlibFaces, Embedder):
                 "or build dlib with CUDA."
             )
         self.device = device
-        self.model = self._dlib.face_recognition_model_v1(str(store.file(ASSET, RESNET)))
+        self._model_path = store.file(ASSET, RESNET)
+
+    models = (*DlibFaces.models, "model")
+
+    def load_models(self) -> None:
+        super().load_models()
+        self.model = self._dlib.face_recognition_model_v1(str(self._model_path))
 
     def descriptors(self, images: list[np.ndarray], shapes: list) -> list[np.ndarray]:
         dlib = self._dlib

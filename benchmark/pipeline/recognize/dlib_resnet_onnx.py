@@ -31,16 +31,22 @@ class DlibResNetOnnxEmbedder(DlibFaces, Embedder):
     name = "dlib-resnet-onnx"
 
     def __init__(self, store: AssetStore, device: str = "cpu", batch_size: int = 32) -> None:
-        import onnxruntime as ort
-
-        providers = onnx_providers(device)  # checks the device, loudly for CUDA
+        self._providers = onnx_providers(device)  # checks the device, loudly for CUDA
         super().__init__(store, batch_size)
         self.device = device
-        self.network = read_network(store.file(ASSET, RESNET))
+        self._network_path = store.file(ASSET, RESNET)
+
+    models = (*DlibFaces.models, "network", "session")
+
+    def load_models(self) -> None:
+        import onnxruntime as ort
+
+        super().load_models()
+        self.network = read_network(self._network_path)
         self.session = ort.InferenceSession(
-            to_onnx(self.network), onnx_session_options(), providers=providers
+            to_onnx(self.network), onnx_session_options(), providers=self._providers
         )
-        check_session_device(self.session, device, self.name)
+        check_session_device(self.session, self.device, self.name)
 
     def chips(self, images: list[np.ndarray], shapes: list) -> np.ndarray:
         """dlib's 150×150 face chips (N×150×150×3 uint8) of the images at their shapes."""

@@ -43,6 +43,7 @@ from benchmark.device import (
     onnx_session_options,
 )
 from benchmark.errors import AssetError
+from benchmark.pipeline.backend import LoadsOnFirstUse
 from benchmark.pipeline.common.landmarks_dlib import as_uint8_image
 from benchmark.pipeline.prep.detectors import YuNet
 from benchmark.pipeline.prep.types import Detection
@@ -77,7 +78,7 @@ def yunet_row(det: Detection) -> np.ndarray:
 
 
 @EMBEDDERS.register("sface", default=True)
-class SFaceEmbedder(Embedder):
+class SFaceEmbedder(LoadsOnFirstUse, Embedder):
     name = "sface"
     assets = ("yunet", "sface")
     aligns_on_photo = True
@@ -86,19 +87,25 @@ class SFaceEmbedder(Embedder):
     min_score = MIN_SCORE
 
     def __init__(self, store: AssetStore, device: str = "cpu", batch_size: int = 32) -> None:
-        import onnxruntime as ort
-
         check_device(device)
         providers = onnx_providers(device)
         self.device = device
         self.batch_size = batch_size  # accepted for the protocol; the ONNX takes one crop
+        self._providers = providers
         self.detector = YuNet(store, device="cpu")
-        path = str(store.file("sface"))
+        self._path = str(store.file("sface"))
+
+    models = ("model", "session", "_input", "_output", "_zeros", "_unread", "_ort_value")
+
+    def load_models(self) -> None:
+        import onnxruntime as ort
+
+        path, device = self._path, self.device
         # Only its alignCrop is used here; feature() is the reference of the parity test.
         self.model = cv2.FaceRecognizerSF.create(path, "")
         options = onnx_session_options()  # the IR-6 file warns once per initializer input
         options.add_session_config_entry("session.disable_quant_qdq", "1")
-        self.session = ort.InferenceSession(path, options, providers=providers)
+        self.session = ort.InferenceSession(path, options, providers=self._providers)
         check_session_device(self.session, device, "sface")
         inputs = self.session.get_inputs()
         if list(inputs[0].shape) != list(SFACE_INPUT):

@@ -31,7 +31,7 @@ from benchmark.pipeline.executor import Executor, Miss, SerialExecutor, run_thro
 from benchmark.pipeline.recognize.pairing import Pair
 from benchmark.pipeline.recognize.types import EMBEDDERS, Embedder, Embedding, similarity_matrix
 from benchmark.pipeline.stage_base import Stage, create_backends
-from benchmark.runfolder import contained, read_table
+from benchmark.runfolder import RunPaths, read_table
 from benchmark.specs import MASK_VARIANTS, Scenario
 
 STAGE = "recognize"
@@ -179,6 +179,7 @@ class RecognizeStage(Stage):
     ) -> list[Embedding]:
         """Embed images the cache did not have, and store them (what an executor's worker
         runs): ``(image id, cache key, pixels or file bytes, the photo's bytes or None)``."""
+        self.load_models()
         inputs, photos, broken = [], [], {}
         for position, (key_id, _, image, reference) in enumerate(chunk):
             pixels = [image] if reference is None else [image, reference]
@@ -228,13 +229,14 @@ def collect_images(prep_dir: Path, mask_sources: list[str]) -> dict[str, Path]:
     """Every image of a prep run and its mask runs: ``{image id: path}``."""
     prep_dir = Path(prep_dir)
     paths: dict[str, Path] = {}
+    run = RunPaths(prep_dir)
     table = prep_dir / "frames.csv"
     if not table.exists():
         raise DmbenchError(f"{prep_dir}: no frames.csv; run `dmbench prep` first")
     for line, row in enumerate(read_table(table, ("identity", "session", "frame", "crop")), 2):
         if row["crop"]:
             uid = f"{row['identity']}/{row['session']}/{row['frame']}"
-            paths[image_id("prep", "face", uid)] = contained(prep_dir, row["crop"], table, line)
+            paths[image_id("prep", "face", uid)] = run.contained(row["crop"], table, line)
     for source in mask_sources:
         masks = prep_dir / "masks" / source / "masks.csv"
         if not masks.exists():
@@ -243,7 +245,7 @@ def collect_images(prep_dir: Path, mask_sources: list[str]) -> dict[str, Path]:
         for line, row in enumerate(read_table(masks, ("frame", *variants)), 2):
             for variant in variants:
                 if row[variant]:
-                    path = contained(prep_dir, row[variant], masks, line)
+                    path = run.contained(row[variant], masks, line)
                     paths[image_id(source, variant, row["frame"])] = path
     return paths
 
