@@ -170,6 +170,20 @@ class Cache:
     def _dir(self, stage: str, key: str) -> Path:
         return self.root / stage / key[:2] / key
 
+    def file_path(self, stage: str, key: str, name: str) -> Path | None:
+        """Where an entry keeps one of its files, for a run folder to hard-link (None: the
+        cache is off, or no such file lies inside the cache). Not verified here: whoever
+        links it first checks that it holds the bytes it means."""
+        if not self.enabled or not key or not _is_file_name(name):
+            return None
+        path = self._dir(stage, key) / name
+        try:
+            if not path.is_file() or not path.resolve().is_relative_to(self.root.resolve()):
+                return None
+        except (OSError, RuntimeError):
+            return None
+        return path
+
     def get(self, stage: str, key: str) -> CacheEntry | None:
         if not self.enabled:
             return None

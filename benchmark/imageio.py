@@ -200,13 +200,38 @@ def load_image(path: Path | str, data: bytes | None = None) -> LoadedImage:
     return LoadedImage(rgb, note)
 
 
-def write_png_atomic(path: Path, image: np.ndarray | bytes) -> None:
+def write_png_atomic(path: Path, image: np.ndarray | bytes, same_as: Path | None = None) -> None:
     """Write an RGB image (or its PNG bytes) so that readers never see a partial file. A
     regular file that already holds exactly these bytes is left alone: a warm run's
-    crops and masks are the same files, and rewriting ~30,000 of them cost half a minute."""
+    crops and masks are the same files, and rewriting ~30,000 of them cost half a minute.
+
+    ``same_as``: a file that may hold the same bytes (the cache's copy). Where it does, it
+    is hard-linked into place instead of written: one copy on the disk, not two. Every
+    write of ours replaces a file whole (a rename), so neither copy changes the other;
+    one changed in place by someone else fails its cache entry's hash, which rebuilds it."""
     data = image if isinstance(image, bytes) else encode_png(image)
-    if not _holds(Path(path), data):
-        write_bytes_atomic(path, data)
+    path = Path(path)
+    if _holds(path, data):
+        return
+    if same_as is not None and _holds(same_as, data) and _link_atomic(same_as, path):
+        return
+    write_bytes_atomic(path, data)
+
+
+def _link_atomic(source: Path, path: Path) -> bool:
+    """Hard-link ``source`` to ``path`` through a temporary name renamed into place;
+    False where the disk cannot (another file system, no hard links, a refusal)."""
+    tmp = path.parent / f".tmp-link-{os.getpid()}-{path.name}"
+    try:
+        _make_folder(path.parent, "folder")
+        tmp.unlink(missing_ok=True)
+        os.link(source, tmp)
+        os.replace(tmp, path)
+        return True
+    except (OSError, OutputError):
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        return False
 
 
 def _holds(path: Path, data: bytes) -> bool:

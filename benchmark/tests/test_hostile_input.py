@@ -180,7 +180,15 @@ class World:
                 raise no_space(self)
             return real_write_text(self, data, *args, **kwargs)
 
+        real_link = os.link
+
+        def link(source, target, *args, **kwargs):  # a new name needs room too
+            if is_under(target):
+                raise no_space(target)
+            return real_link(source, target, *args, **kwargs)
+
         self.patch.setattr(tempfile, "mkstemp", mkstemp)
+        self.patch.setattr(os, "link", link)
         self.patch.setattr(os, "fdopen", fdopen)
         self.patch.setattr(Path, "write_bytes", write_bytes)
         self.patch.setattr(Path, "write_text", write_text)

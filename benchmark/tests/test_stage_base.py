@@ -301,3 +301,29 @@ def test_building_the_default_stages_imports_no_mediapipe(tmp_path: Path) -> Non
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout
+
+
+@pytest.mark.integration
+def test_run_folder_images_are_the_cache_s_copies(lfw20, store, tmp_path: Path) -> None:
+    """Crops and masks are hard-linked from the cache, not written twice; a copy changed
+    in place (which changes both) fails its entry's hash, and the next run rebuilds both."""
+    frames = lfw20.subset(2, seed=3)
+    cache = Cache(tmp_path / "cache")
+    prep = PrepStage.from_names(store=store, cache=cache)
+    mask = MaskStage.from_names(store=store, cache=cache)
+    run_prep(frames, tmp_path / "run", prep, progress=False)
+    run_mask(tmp_path / "run", mask, progress=False)
+    images = sorted((tmp_path / "run").rglob("*.png"))
+    crops = [p for p in images if "crops" in p.parts]
+    masks = [p for p in images if "masks" in p.parts and p.name != "contact_sheet.png"]
+    assert crops and masks
+    cached = {f.stat().st_ino for f in (tmp_path / "cache").rglob("*.png")}
+    assert all(p.stat().st_ino in cached and p.stat().st_nlink == 2 for p in crops + masks)
+    original = masks[0].read_bytes()
+    masks[0].write_bytes(b"changed in place")  # through the link: the cache's copy too
+    again = MaskStage.from_names(store=store, cache=Cache(tmp_path / "cache"))
+    run_mask(tmp_path / "run", again, progress=False)
+    assert again.cache.misses == 1, "the damaged entry is rebuilt, the others are hits"
+    assert masks[0].read_bytes() == original and masks[0].stat().st_ino in {
+        f.stat().st_ino for f in (tmp_path / "cache").rglob("*.png")
+    }

@@ -74,6 +74,7 @@ class MaskResult:
     cached: bool = False
     encoded: dict[str, bytes] | None = field(default=None, repr=False)  # PNG of each variant
     crashed: bool = False  # the anonymizer raised: not the crop's verdict, never cached
+    key: str = ""  # its cache key: where the cache keeps its images, for the run folder
 
     def image(self, variant: str) -> np.ndarray:
         """One output as pixels (decoded from the cache's PNG on demand)."""
@@ -260,7 +261,10 @@ class MaskStage(Stage):
         """``look_up`` for a crop whose pixels' sha256 is known (nothing to decode)."""
         key = self.key(crop_sha256)
         cached = self._from_cache(key) if self.anonymizer.cacheable else None
-        return key if cached is None else cached
+        if cached is None:
+            return key
+        cached.key = key
+        return cached
 
     def compute_crops(self, items: list[tuple]) -> list[MaskResult]:
         """Anonymize ``(crop, cache key[, path in the run folder])`` items the cache did not
@@ -296,6 +300,7 @@ class MaskStage(Stage):
         results = []
         for i, (_, key, *_) in enumerate(items):
             results.append(self._finish(crops[i], made.get(i)))
+            results[i].key = key
             self._store(key, results[i], save=i not in crashed and self.anonymizer.cacheable)
         return results
 
@@ -501,7 +506,9 @@ def _write_outputs(run_dir: Path, run: MaskRun, stage: MaskStage) -> None:
             for variant in VARIANTS:
                 path = paths.inside(output_relpath(run.backend, variant, item))
                 if item.result.encoded is not None:
-                    write_png_atomic(path, item.result.encoded[f"{variant}.png"])
+                    name = f"{variant}.png"
+                    cached = stage.cache.file_path(STAGE, item.result.key, name)
+                    write_png_atomic(path, item.result.encoded[name], same_as=cached)
                     row[variant] = output_relpath(run.backend, variant, item)
                 else:
                     path.unlink(missing_ok=True)  # a stale output of an earlier run must go

@@ -543,7 +543,8 @@ def run_prep(
     for res in results:
         if res.frame.uid in roles and res.has_crop:
             crop = crops.inside(crop_relpath(res.frame))
-            write_png_atomic(crop, res.crop_png or res.crop)
+            cached = stage.cache.file_path(STAGE, stage.key(res.input_sha256), "crop.png")
+            write_png_atomic(crop, res.crop_png or res.crop, same_as=cached)
     _write_table(out_dir / "frames.csv", results, roles, dataset.problems)
     with atomic_writer(out_dir / "selection.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
