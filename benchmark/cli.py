@@ -141,11 +141,13 @@ def cmd_cache(args: argparse.Namespace) -> int:
         if args.json:
             info = {"root": str(stats.root), "entries": stats.entries, "bytes": stats.bytes}
             info |= {"unreachable": stats.unreachable, "by_stage": stats.by_stage}
+            info |= {"disk_bytes_by_stage": stats.disk_by_stage}
             print(json.dumps(info, indent=2))
             return 0
         print(f"cache: {stats.root}\nentries: {stats.entries} ({stats.bytes / 1e6:.1f} MB)")
         for stage, count in stats.by_stage.items():
-            print(f"  {stage}: {count}")
+            used = stats.disk_by_stage.get(stage, 0) / 1e6
+            print(f"  {stage}: {count} entries, {used:.1f} MB on the disk")
         print(
             f"unreachable: {stats.unreachable} (computed by code or libraries other than "
             "those installed; `dmbench cache prune` removes them)"

@@ -104,6 +104,27 @@ def test_stats_and_clear(tmp_path: Path) -> None:
     assert cache.clear() == 3 and cache.stats().entries == 0
 
 
+def test_disk_use_per_stage_counts_blocks_and_a_hard_link_once(tmp_path: Path) -> None:
+    """What ``cache info`` reports per stage: allocated blocks (10 bytes in a file of its own
+    in a folder of its own take kilobytes), and a file linked twice once."""
+    import os
+
+    cache = Cache(tmp_path)
+    for i in range(2):
+        cache.put("recognize", f"{i}" * 64, {"i": i}, {"vector.npy": b"v" * 10}, code=CODE)
+    cache.put("mask", "a" * 64, {}, {"overlay.png": b"p" * 5000}, code=CODE)
+    first = cache.stats().disk_by_stage
+    assert first["recognize"] >= 2 * 2 * 512 and first["mask"] >= 5000, first
+    # a second entry whose file is a hard link of the first's: no more blocks
+    cache.put("mask", "b" * 64, {}, {"overlay.png": b"p" * 5000}, code=CODE)
+    linked = cache.file_path("mask", "b" * 64, "overlay.png")
+    linked.unlink()
+    os.link(cache.file_path("mask", "a" * 64, "overlay.png"), linked)
+    after = cache.stats().disk_by_stage["mask"]
+    own = [linked.parent.lstat(), (linked.parent / "meta.json").lstat()]  # b's own blocks
+    assert after - first["mask"] == sum(info.st_blocks * 512 for info in own), (first, after)
+
+
 def test_interrupted_write_leaves_nothing_and_counts_nothing(tmp_path: Path, monkeypatch) -> None:
     """Ctrl-C inside a write: no entry, no leftover folder, and stats stay exact."""
     import os

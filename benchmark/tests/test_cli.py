@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from benchmark.cli import main
@@ -34,11 +35,13 @@ def test_cache_info_and_clear(tmp_path: Path, monkeypatch, capsys) -> None:
     assert main(["cache", "info"]) == 0
     out = capsys.readouterr().out
     assert "entries: 2" in out and "unreachable: 1" in out
+    assert "prep: 2 entries, " in out and " MB on the disk" in out
     assert main(["cache", "prune"]) == 0
     assert "pruned 1 " in capsys.readouterr().out
     assert Cache().get("prep", "a" * 64) is not None and Cache().get("prep", "b" * 64) is None
     assert main(["cache", "info", "--json"]) == 0
-    assert '"unreachable": 0' in capsys.readouterr().out
+    info = json.loads(capsys.readouterr().out)
+    assert info["unreachable"] == 0 and info["disk_bytes_by_stage"]["prep"] > 0, info
     assert main(["cache", "clear", "--yes"]) == 0
     assert "removed 1" in capsys.readouterr().out
 
