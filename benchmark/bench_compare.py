@@ -9,6 +9,7 @@ report (Markdown and JSON) says so, and the command exits 1.
 
     python -m benchmark.bench_compare RUN.json|.benchmarks [--report DIR] [--threshold X]
     python -m benchmark.bench_compare RUN.json --update-baseline   # after a deliberate change
+    python -m benchmark.bench_compare RUN.json --add-new   # record new benchmarks only
 """
 
 from __future__ import annotations
@@ -105,6 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold", type=float, default=None, help=f"default {THRESHOLD}")
     parser.add_argument("--report", type=Path, default=Path("bench_report"), help="folder")
     parser.add_argument("--update-baseline", action="store_true")
+    parser.add_argument(
+        "--add-new",
+        action="store_true",
+        help="record the run's benchmarks the baseline lacks, keep every other entry",
+    )
     args = parser.parse_args(argv)
     try:
         run = latest_run(Path(args.run))
@@ -112,6 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"bench_compare: {exc}", file=sys.stderr)
         return 2
+    if args.add_new:
+        baseline = load_baseline(args.baseline)
+        new = {k: v for k, v in now.items() if k not in baseline["normalised"]}
+        baseline["normalised"] = dict(sorted((baseline["normalised"] | new).items()))
+        args.baseline.write_text(json.dumps(baseline, indent=2) + "\n")
+        print(f"baseline: {len(new)} new benchmarks added ({', '.join(sorted(new)) or 'none'})")
+        return 0
     if args.update_baseline:
         record = {
             "what": "Normalised medians (median / machine-speed probe median) of the "

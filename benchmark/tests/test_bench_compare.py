@@ -65,3 +65,14 @@ def test_the_baseline_in_the_repository_is_well_formed() -> None:
     assert data["threshold"] > 1 and data["probe_median_s"] > 0
     assert data["normalised"] and all(v > 0 for v in data["normalised"].values())
     assert PROBE not in data["normalised"]
+
+
+def test_adding_new_benchmarks_keeps_every_recorded_one(tmp_path: Path, capsys) -> None:
+    """``--add-new`` records what the baseline lacks (here ``c``) at its normalised median,
+    and leaves ``a`` as recorded although this run measured it slower."""
+    baseline = _baseline(tmp_path, {"a": 10.0})
+    run = _run(tmp_path, "0001_new", {PROBE: 0.001, "a": 0.050, "c": 0.004})
+    assert main([str(run), "--baseline", str(baseline), "--add-new"]) == 0
+    assert json.loads(baseline.read_text())["normalised"] == {"a": 10.0, "c": 4.0}
+    assert json.loads(baseline.read_text())["threshold"] == 1.5
+    assert "1 new benchmarks added (c)" in capsys.readouterr().out
