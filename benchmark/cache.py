@@ -55,6 +55,11 @@ class CacheWarning(UserWarning):
     """The cache could not be written; the run goes on without caching new work."""
 
 
+def _read(path: str) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
 def _is_file_name(name: object) -> bool:
     """One plain file name inside an entry's folder (never meta.json, never a path)."""
     return (
@@ -190,16 +195,17 @@ class Cache:
     def get(self, stage: str, key: str) -> CacheEntry | None:
         if not self.enabled:
             return None
-        folder = self._dir(stage, key)
+        # Plain strings, not Paths: a warm study reads ~90,000 entries here.
+        folder = os.path.join(os.fspath(self.root), stage, key[:2], key)
         try:
-            meta = json.loads((folder / _META).read_text())
+            meta = json.loads(_read(os.path.join(folder, _META)))
             _check_shape(meta)
             # JSON-valid damage to the record itself: its own digest catches it.
             if meta["digest"] != record_digest(meta["record"], meta["files"]):
                 raise ValueError("meta.json does not match its digest")
             files = {}
             for name, digest in meta["files"].items():
-                data = (folder / name).read_bytes()
+                data = _read(os.path.join(folder, name))
                 if hashlib.sha256(data).hexdigest() != digest:
                     raise ValueError(f"{name} does not match its hash")
                 files[name] = data

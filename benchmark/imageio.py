@@ -18,7 +18,7 @@ import io
 import os
 import stat
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -200,12 +200,17 @@ def load_image(path: Path | str, data: bytes | None = None) -> LoadedImage:
     return LoadedImage(rgb, note)
 
 
-def write_png_atomic(path: Path, image: np.ndarray | bytes, same_as: Path | None = None) -> None:
+def write_png_atomic(
+    path: Path,
+    image: np.ndarray | bytes,
+    same_as: Callable[[], Path | None] | None = None,
+) -> None:
     """Write an RGB image (or its PNG bytes) so that readers never see a partial file. A
     regular file that already holds exactly these bytes is left alone: a warm run's
     crops and masks are the same files, and rewriting ~30,000 of them cost half a minute.
 
-    ``same_as``: a file that may hold the same bytes (the cache's copy). Where it does, it
+    ``same_as``: finds a file that may hold the same bytes (the cache's copy), asked only
+    when ``path`` does not hold them already (a warm run asks nothing). Where it does, it
     is hard-linked into place instead of written: one copy on the disk, not two. Every
     write of ours replaces a file whole (a rename), so neither copy changes the other;
     one changed in place by someone else fails its cache entry's hash, which rebuilds it."""
@@ -213,7 +218,8 @@ def write_png_atomic(path: Path, image: np.ndarray | bytes, same_as: Path | None
     path = Path(path)
     if _holds(path, data):
         return
-    if same_as is not None and _holds(same_as, data) and _link_atomic(same_as, path):
+    source = None if same_as is None else same_as()
+    if source is not None and _holds(source, data) and _link_atomic(source, path):
         return
     write_bytes_atomic(path, data)
 

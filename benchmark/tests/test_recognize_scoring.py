@@ -150,3 +150,33 @@ def test_reference_quirk_turns_every_255_into_0_only_when_asked() -> None:
     quirked = apply_quirks(image, RecognizeParams(reference_quirks=True))
     assert quirked.tolist() == [[[0, 10, 0], [0, 0, 7]]]
     assert image[0, 0, 0] == 255, "the input is not modified in place"
+
+
+def test_read_npy_is_np_load_and_refuses_objects_and_garbage() -> None:
+    """The cache's vectors are read with each distinct header parsed once: the same arrays
+    as ``np.load`` (dtype, shape, order, writable), and never Python objects."""
+    import io
+
+    from benchmark.pipeline.recognize.stage import read_npy
+
+    def saved(array: np.ndarray) -> bytes:
+        buffer = io.BytesIO()
+        np.save(buffer, array, allow_pickle=True)
+        return buffer.getvalue()
+
+    for array in (
+        np.arange(128, dtype=np.float32),
+        np.zeros((3, 4)),
+        np.asfortranarray(np.arange(12).reshape(3, 4)),
+        np.array(2.5, dtype=np.float32),
+    ):
+        loaded = read_npy(saved(array))
+        expected = np.load(io.BytesIO(saved(array)))
+        assert loaded.dtype == expected.dtype and loaded.shape == expected.shape
+        assert np.array_equal(loaded, expected) and loaded.flags.writeable
+    with pytest.raises(ValueError, match="objects"):
+        read_npy(saved(np.array([{"a": 1}], dtype=object)))
+    with pytest.raises(ValueError):
+        read_npy(b"not an npy file at all")
+    with pytest.raises(ValueError):
+        read_npy(saved(np.arange(128, dtype=np.float32))[:-8])  # cut short

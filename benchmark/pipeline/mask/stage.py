@@ -11,6 +11,7 @@ and an output that would still show the photo inside the face region is refused.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import time
@@ -507,7 +508,7 @@ def _write_outputs(run_dir: Path, run: MaskRun, stage: MaskStage) -> None:
                 path = paths.inside(output_relpath(run.backend, variant, item))
                 if item.result.encoded is not None:
                     name = f"{variant}.png"
-                    cached = stage.cache.file_path(STAGE, item.result.key, name)
+                    cached = functools.partial(stage.cache.file_path, STAGE, item.result.key, name)
                     write_png_atomic(path, item.result.encoded[name], same_as=cached)
                     row[variant] = output_relpath(run.backend, variant, item)
                 else:

@@ -11,6 +11,7 @@ frame gets a row in the run's table saying whether it was kept and, if not, why.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import math
@@ -543,7 +544,8 @@ def run_prep(
     for res in results:
         if res.frame.uid in roles and res.has_crop:
             crop = crops.inside(crop_relpath(res.frame))
-            cached = stage.cache.file_path(STAGE, stage.key(res.input_sha256), "crop.png")
+            key = stage.key(res.input_sha256)
+            cached = functools.partial(stage.cache.file_path, STAGE, key, "crop.png")
             write_png_atomic(crop, res.crop_png or res.crop, same_as=cached)
     _write_table(out_dir / "frames.csv", results, roles, dataset.problems)
     with atomic_writer(out_dir / "selection.csv", "w", newline="", encoding="utf-8") as handle:
