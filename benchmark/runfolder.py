@@ -108,8 +108,7 @@ class RunPaths:
     cost about one ``lstat`` per new folder or file, not a full resolution each."""
 
     def __init__(self, run_dir: Path) -> None:
-        self.run_dir = Path(run_dir)
-        self.root = self.run_dir.resolve()
+        self.root = Path(run_dir).resolve()
         self._checked: dict[str, str] = {"": str(self.root)}  # rel folder → real folder
 
     def contained(self, rel: str, table: Path, line: int) -> Path:
@@ -127,8 +126,7 @@ class RunPaths:
         if any(p in ("", ".", "..") for p in parts) or "\0" in rel:
             self._resolved(target, what)  # an odd spelling: the whole path, as it is
             return target
-        self._real("/".join(parts[:-1]), what)
-        self._real(rel, what, remember=False)
+        self._real(rel, what, remember=False)  # its folders are remembered on the way
         return target
 
     def _real(self, rel: str, what: str | None, remember: bool = True) -> str:

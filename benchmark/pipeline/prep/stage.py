@@ -11,7 +11,6 @@ frame gets a row in the run's table saying whether it was kept and, if not, why.
 from __future__ import annotations
 
 import csv
-import functools
 import hashlib
 import json
 import math
@@ -544,9 +543,13 @@ def run_prep(
     for res in results:
         if res.frame.uid in roles and res.has_crop:
             crop = crops.inside(crop_relpath(res.frame))
-            key = stage.key(res.input_sha256)
-            cached = functools.partial(stage.cache.file_path, STAGE, key, "crop.png")
-            write_png_atomic(crop, res.crop_png or res.crop, same_as=cached)
+            write_png_atomic(
+                crop,
+                res.crop_png or res.crop,
+                same_as=lambda res=res: stage.cache.file_path(
+                    STAGE, stage.key(res.input_sha256), "crop.png"
+                ),
+            )
     _write_table(out_dir / "frames.csv", results, roles, dataset.problems)
     with atomic_writer(out_dir / "selection.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
